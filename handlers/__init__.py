@@ -1,0 +1,1 @@
+"""tashooks handlers: the worker side. Loads rules.yaml, matches events, runs steps."""

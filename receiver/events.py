@@ -1,0 +1,108 @@
+"""The webhook event: validation of a delivery's body, canonical form, ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# RFC 3339 date-time: a full date, "T" (or space, per its note), a time and an offset.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+FUTURE_SKEW = timedelta(minutes=5)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class EventInvalid(Exception):
+    """A delivery body that is not a valid event; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated delivery."""
+
+    type: str
+    timestamp: datetime
+    data: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def resource_id(self) -> str | None:
+        """``data.id`` when it is a string (the resource the event is about)."""
+        rid = self.data.get("id")
+        return rid if isinstance(rid, str) else None
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse an RFC 3339 timestamp (with offset) or raise ``EventInvalid``."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise EventInvalid(
+            "timestamp", "timestamp must be an RFC 3339 date-time, e.g. 2024-01-15T10:30:00Z"
+        )
+    try:
+        return datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError as exc:
+        raise EventInvalid("timestamp", f"timestamp is not a valid date-time: {exc}") from exc
+
+
+def parse_event(body: bytes) -> Event:
+    """Validate a delivery body: a JSON object with ``event``, ``timestamp`` and ``data``."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventInvalid("body", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EventInvalid("body", "body must be a JSON object")
+    etype = doc.get("event")
+    if not isinstance(etype, str) or not etype:
+        raise EventInvalid("event", "event must be a non-empty string, e.g. vps.created")
+    ts = parse_timestamp(doc.get("timestamp"))
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise EventInvalid("data", "data must be a JSON object")
+    return Event(type=etype, timestamp=ts, data=data, raw=doc)
+
+
+def check_age(event: Event, window_s: float, now: datetime | None = None) -> None:
+    """Refuse an event older than the dedup window or more than 5 minutes in the future."""
+    now = now or datetime.now(UTC)
+    if event.timestamp < now - timedelta(seconds=window_s):
+        raise EventInvalid(
+            "timestamp", "timestamp is older than the dedup window; the event is not accepted"
+        )
+    if event.timestamp > now + FUTURE_SKEW:
+        raise EventInvalid(
+            "timestamp", "timestamp is more than 5 minutes in the future; check the sender's clock"
+        )
+
+
+def canonical_json(doc: Any) -> bytes:
+    """Sorted keys, no insignificant white space, UTF-8: equal events give equal bytes."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(doc: Any) -> str:
+    """SHA-256 hex of the canonical JSON: the dedup identity of a delivery."""
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def new_event_id(now_ms: int | None = None) -> str:
+    """``evt_`` and a ULID (48-bit ms time, 80 random bits): unique and sortable by time."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "evt_" + "".join(reversed(chars))

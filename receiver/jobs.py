@@ -1,0 +1,29 @@
+"""The job payload shared by the enqueue side and the worker, and its JSON serializer.
+
+Jobs are JSON, never pickle: whoever can write to Redis must not be able to run code in
+the worker. Exceptions and other odd values that arq may put into a result are written as
+their ``str``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROCESS_EVENT = "process_event"
+RUN_RULE = "run_rule"
+
+
+def serialize(obj: Any) -> bytes:
+    """arq job serializer: compact JSON."""
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def deserialize(data: bytes) -> Any:
+    """arq job deserializer: JSON only."""
+    return json.loads(data)
+
+
+def event_payload(event_id: str, raw: dict[str, Any], received_ms: int) -> dict[str, Any]:
+    """The single argument of a ``process_event`` job."""
+    return {"id": event_id, "received_ms": received_ms, "event": raw}

@@ -1,0 +1,102 @@
+"""Settings: one typed object, built once at start-up from ``TASHOOKS_*`` variables.
+
+Every secret can also be given as ``TASHOOKS_<NAME>_FILE`` (a path whose content, stripped
+of surrounding white space, is the value), for Docker and Kubernetes secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from receiver.durations import parse_duration
+
+PREFIX = "TASHOOKS_"
+SECRET_FIELDS = ("webhook_secret", "api_key", "admin_token")
+
+
+class SettingsError(Exception):
+    """The environment does not describe a usable configuration; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """tashooks settings (see README, "Settings")."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    webhook_secret: SecretStr | None = None
+    api_url: str = "https://api.tasmanian.cloud/v1"
+    api_key: SecretStr | None = None
+    rules: Path = Path("./rules.yaml")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body: int = Field(default=1_048_576, gt=0)
+    dedup_window: float = 7 * 86400.0
+    data_dir: Path = Path("./data")
+    admin_token: SecretStr | None = None
+    # Prefix of every Redis key tashooks writes (and its arq queue), so that two
+    # installations, or the demo, can share one Redis without touching each other.
+    namespace: str = Field(default="tashooks", pattern=r"^[A-Za-z0-9_.-]+$")
+    # How often an idle worker looks for jobs (seconds).
+    poll_delay: float = Field(default=0.05, gt=0)
+    # Jobs one worker runs at once.
+    max_jobs: int = Field(default=50, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("dedup_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def webhook_secrets(self) -> list[bytes]:
+        """The configured webhook secrets (several during rotation), as bytes."""
+        if self.webhook_secret is None:
+            return []
+        parts = self.webhook_secret.get_secret_value().split(",")
+        return [p.strip().encode() for p in parts if p.strip()]
+
+    def require_webhook_secret(self) -> list[bytes]:
+        """Return the secrets, or raise if none (or only empty ones) is configured."""
+        secrets = self.webhook_secrets
+        if not secrets:
+            raise SettingsError(
+                f"{PREFIX}WEBHOOK_SECRET is not set (or is empty): set it (or "
+                f"{PREFIX}WEBHOOK_SECRET_FILE) to the secret you registered with tasmanian.cloud"
+            )
+        return secrets
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (``*_FILE`` variants included) plus ``overrides``.
+
+    Raises ``SettingsError`` whose message names the offending variable.
+    """
+    values: dict[str, Any] = {}
+    for name in SECRET_FIELDS:
+        var = f"{PREFIX}{name.upper()}_FILE"
+        path = os.environ.get(var)
+        if path and name not in overrides:
+            try:
+                values[name] = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"{var}: cannot read {path}: {exc.strerror}") from exc
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        messages = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            messages.append(f"{PREFIX}{field.upper()}: {err['msg']}")
+        raise SettingsError("; ".join(messages)) from exc

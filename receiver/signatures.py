@@ -1,0 +1,39 @@
+"""HMAC-SHA256 webhook signatures (``X-Signature``), checked in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+HEADER = "X-Signature"
+_PREFIX = "sha256="
+
+
+def sign(body: bytes, secret: bytes | str) -> str:
+    """Return the lower-case hex HMAC-SHA256 of ``body`` (what the platform sends)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, header: str | None, secrets: Iterable[bytes]) -> bool:
+    """True when ``header`` is the HMAC-SHA256 of the raw ``body`` under any of ``secrets``.
+
+    A ``sha256=`` prefix and upper-case hex are accepted. Every secret is compared (no early
+    exit) with ``hmac.compare_digest``, so timing reveals neither the digest nor which
+    secret matched.
+    """
+    if not header:
+        return False
+    given = header.strip()
+    if given[: len(_PREFIX)].lower() == _PREFIX:
+        given = given[len(_PREFIX) :]
+    try:
+        given_bytes = given.lower().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    ok = False
+    for secret in secrets:
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
+        ok |= hmac.compare_digest(expected, given_bytes)
+    return ok

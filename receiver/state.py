@@ -1,0 +1,14 @@
+"""Typed keys of what the receiver app holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from receiver.ingest import Ingestor
+from receiver.metrics import ReceiverMetrics
+from receiver.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+SECRETS = web.AppKey("secrets", list)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+METRICS = web.AppKey("metrics", ReceiverMetrics)

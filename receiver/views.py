@@ -1,0 +1,96 @@
+"""HTTP views of the receiver: ``POST /webhooks`` and the health endpoints.
+
+Domain errors are mapped to HTTP answers here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from receiver import responses
+from receiver.events import EventInvalid, check_age, parse_event
+from receiver.exceptions import StoreUnavailable
+from receiver.signatures import HEADER, verify
+from receiver.state import INGESTOR, METRICS, SECRETS, SETTINGS
+
+logger = logging.getLogger("tashooks.receiver")
+RETRY_AFTER_S = "5"
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` (without reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_webhook(request: web.Request) -> web.Response:
+    """Verify, validate, deduplicate, store and queue one delivery (checks cheapest first)."""
+    app = request.app
+    settings = app[SETTINGS]
+    metrics = app[METRICS]
+    body = await _read_body(request, settings.max_body)
+    if body is None:
+        metrics.delivery("too_large")
+        return responses.error(
+            413, "payload_too_large", f"body is larger than {settings.max_body} bytes",
+            {"limit": settings.max_body},
+        )
+    if not verify(body, request.headers.get(HEADER), app[SECRETS]):
+        metrics.delivery("unauthorized")
+        logger.warning("delivery refused: bad or missing signature",
+                       extra={"source": request.remote or ""})
+        return responses.error(
+            401, "unauthorized",
+            f"{HEADER} is missing or does not match the body; sign the raw body with "
+            "HMAC-SHA256 and the shared webhook secret",
+        )
+    try:
+        event = parse_event(body)
+        check_age(event, settings.dedup_window)
+    except EventInvalid as exc:
+        metrics.delivery("invalid")
+        return responses.error(422, "validation_error", exc.message, {"field": exc.field})
+    try:
+        stored = await app[INGESTOR].store(event, source=request.remote or "")
+    except StoreUnavailable as exc:
+        metrics.delivery("unavailable")
+        logger.error("Redis unavailable, delivery not acknowledged: %s", exc)
+        return responses.error(
+            503, "unavailable", "storage is unavailable; the delivery was not stored, retry later",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    if not stored.new:
+        metrics.delivery("duplicate", event.type)
+        return web.json_response({"status": "duplicate", "id": stored.id}, status=200)
+    metrics.delivery("accepted", event.type)
+    logger.info("delivery accepted", extra={"event_id": stored.id, "event_type": event.type})
+    return web.json_response({"status": "accepted", "id": stored.id}, status=202)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis is reachable (so deliveries can be stored)."""
+    if await request.app[INGESTOR].ping():
+        return web.json_response({"status": "ready", "redis": "ok"})
+    return responses.error(503, "unavailable", "Redis is not reachable",
+                           headers={"Retry-After": RETRY_AFTER_S})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})

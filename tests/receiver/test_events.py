@@ -1,0 +1,77 @@
+"""Event validation, canonical form and ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver.events import (
+    EventInvalid,
+    canonical_json,
+    check_age,
+    digest,
+    new_event_id,
+    parse_event,
+    parse_timestamp,
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "body"),
+        (b"[1, 2]", "body"),
+        (b'{"timestamp": "2024-01-15T10:30:00Z", "data": {}}', "event"),
+        (b'{"event": 5, "timestamp": "2024-01-15T10:30:00Z", "data": {}}', "event"),
+        (b'{"event": "", "timestamp": "2024-01-15T10:30:00Z", "data": {}}', "event"),
+        (b'{"event": "vps.created", "data": {}}', "timestamp"),
+        (b'{"event": "vps.created", "timestamp": "2024-01-15", "data": {}}', "timestamp"),
+        (b'{"event": "vps.created", "timestamp": "2024-01-15T10:30:00", "data": {}}', "timestamp"),
+        (b'{"event": "vps.created", "timestamp": "2024-13-45T10:30:00Z", "data": {}}', "timestamp"),
+        (b'{"event": "vps.created", "timestamp": "2024-01-15T10:30:00Z"}', "data"),
+        (b'{"event": "vps.created", "timestamp": "2024-01-15T10:30:00Z", "data": []}', "data"),
+        (b"\xff\xfe", "body"),
+    ],
+)
+def test_invalid_bodies_name_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(EventInvalid) as info:
+        parse_event(body)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-01-15T10:30:00Z", "2024-01-15T10:30:00.123456+10:00", "2024-01-15t10:30:00z"],
+)
+def test_rfc3339_timestamps(value: str) -> None:
+    assert parse_timestamp(value).tzinfo is not None
+
+
+def test_age_window() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def event_at(ts: datetime) -> bytes:
+        return f'{{"event":"x","timestamp":"{ts.isoformat()}","data":{{}}}}'.encode()
+
+    check_age(parse_event(event_at(now - timedelta(days=6))), 7 * 86400, now)
+    check_age(parse_event(event_at(now + timedelta(minutes=4))), 7 * 86400, now)
+    for ts in (now - timedelta(days=8), now + timedelta(minutes=6)):
+        with pytest.raises(EventInvalid) as info:
+            check_age(parse_event(event_at(ts)), 7 * 86400, now)
+        assert info.value.field == "timestamp"
+
+
+def test_canonical_json_ignores_order_and_whitespace() -> None:
+    a = {"event": "x", "data": {"b": 1, "a": "ü"}}
+    b = {"data": {"a": "ü", "b": 1}, "event": "x"}
+    assert canonical_json(a) == canonical_json(b) == '{"data":{"a":"ü","b":1},"event":"x"}'.encode()
+    assert digest(a) == digest(b)
+    assert digest(a) != digest({**a, "event": "y"})
+
+
+def test_event_ids_unique_and_time_ordered() -> None:
+    ids = [new_event_id(1_700_000_000_000 + i) for i in range(100)]
+    assert len(set(ids)) == 100
+    assert ids == sorted(ids)
+    assert all(i.startswith("evt_") and len(i) == 30 for i in ids)

@@ -1,0 +1,200 @@
+"""POST /webhooks: every row of SPEC's answer table, in its order of checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from receiver.app import create_app
+from receiver.jobs import deserialize
+from receiver.keys import Keys
+from receiver.settings import Settings, SettingsError, load_settings
+from receiver.signatures import sign
+from tashooks.redisproc import RedisProcess, free_port
+from tests.receiver.conftest import SECRET, Client, make_body, signed
+
+KEYS = Keys()
+
+
+async def queued_ids(redis: aioredis.Redis) -> list[str]:
+    return [m.decode() for m in await redis.zrange(KEYS.queue, 0, -1)]
+
+
+async def test_accepted_is_stored_queued_and_audited(client: Client, redis: aioredis.Redis) -> None:
+    body = make_body()
+    resp = await client.post("/webhooks", data=body, headers=signed(body))
+    assert resp.status == 202
+    answer = await resp.json()
+    assert answer["status"] == "accepted" and answer["id"].startswith("evt_")
+    assert await queued_ids(redis) == [answer["id"]]
+    job = deserialize(await redis.get(KEYS.job(answer["id"])))
+    assert job["f"] == "process_event"
+    assert job["a"][0]["event"] == json.loads(body)
+    entries = await redis.xrange(KEYS.audit)
+    assert len(entries) == 1
+    fields = {k.decode(): v.decode() for k, v in entries[0][1].items()}
+    assert fields["status"] == "accepted" and fields["id"] == answer["id"]
+    assert fields["type"] == "vps.created" and fields["resource"] == "vps_abc123"
+
+
+async def test_too_large_is_413_before_signature(client: Client, redis: aioredis.Redis) -> None:
+    body = make_body(blob="x" * 5000)
+    resp = await client.post("/webhooks", data=body, headers={"X-Signature": "bad"})
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+    async def chunks() -> Any:  # no Content-Length: the limit holds while reading
+        for _ in range(10):
+            yield b"x" * 1000
+
+    resp = await client.post("/webhooks", data=chunks(), headers={"X-Signature": "bad"})
+    assert resp.status == 413
+    assert await queued_ids(redis) == []
+
+
+@pytest.mark.parametrize(
+    "make_headers",
+    [
+        lambda body: {},
+        lambda body: {"X-Signature": ""},
+        lambda body: {"X-Signature": sign(b"other", SECRET)},
+        lambda body: {"X-Signature": sign(body, "wrong")},
+    ],
+    ids=["missing", "empty", "other-body", "wrong-secret"],
+)
+async def test_bad_signature_is_401(
+    client: Client, redis: aioredis.Redis, make_headers: Callable[[bytes], dict[str, str]]
+) -> None:
+    body = make_body()
+    headers = make_headers(body)
+    resp = await client.post("/webhooks", data=body, headers=headers)
+    assert resp.status == 401
+    text = await resp.text()
+    assert json.loads(text)["error"]["code"] == "unauthorized"
+    assert sign(body, SECRET) not in text  # the expected digest never leaks
+    assert await queued_ids(redis) == []
+
+
+async def test_signature_checked_before_validation(client: Client) -> None:
+    resp = await client.post("/webhooks", data=b"not json", headers={"X-Signature": "00"})
+    assert resp.status == 401
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ([], "body"),
+        ({"timestamp": "2024-01-15T10:30:00Z", "data": {}}, "event"),
+        ({"event": "vps.created", "timestamp": "yesterday", "data": {}}, "timestamp"),
+        ({"event": "vps.created", "timestamp": "2024-01-15T10:30:00Z", "data": "x"}, "data"),
+    ],
+)
+async def test_invalid_body_is_422_with_field(client: Client, doc: Any, field: str) -> None:
+    if isinstance(doc, dict) and field != "timestamp" and "timestamp" in doc:
+        doc["timestamp"] = datetime.now(UTC).isoformat()
+    body = json.dumps(doc).encode()
+    resp = await client.post("/webhooks", data=body, headers=signed(body))
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"]["field"] == field
+
+
+@pytest.mark.parametrize("offset", [timedelta(days=8), -timedelta(minutes=6)])
+async def test_timestamp_out_of_window_is_422(
+    client: Client, redis: aioredis.Redis, offset: timedelta
+) -> None:
+    ts = (datetime.now(UTC) - offset).isoformat()
+    body = json.dumps({"event": "vps.created", "timestamp": ts, "data": {}}).encode()
+    resp = await client.post("/webhooks", data=body, headers=signed(body))
+    assert resp.status == 422
+    assert (await resp.json())["error"]["details"]["field"] == "timestamp"
+    assert await queued_ids(redis) == []
+
+
+async def test_redelivery_is_duplicate_even_reserialised(
+    client: Client, redis: aioredis.Redis
+) -> None:
+    body = make_body()
+    first = await (await client.post("/webhooks", data=body, headers=signed(body))).json()
+    again = json.dumps(json.loads(body), indent=2, sort_keys=True).encode() + b"\n"
+    resp = await client.post("/webhooks", data=again, headers=signed(again))
+    assert resp.status == 200
+    assert await resp.json() == {"status": "duplicate", "id": first["id"]}
+    assert await queued_ids(redis) == [first["id"]]
+    statuses = [e[1][b"status"] for e in await redis.xrange(KEYS.audit)]
+    assert statuses == [b"accepted", b"duplicate"]
+
+
+async def test_same_delivery_ten_times_at_once(client: Client, redis: aioredis.Redis) -> None:
+    body = make_body()
+    responses = await asyncio.gather(
+        *(client.post("/webhooks", data=body, headers=signed(body)) for _ in range(10))
+    )
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [200] * 9 + [202]
+    ids = {(await r.json())["id"] for r in responses}
+    assert len(ids) == 1
+    assert await queued_ids(redis) == list(ids)
+
+
+async def test_unknown_event_type_is_accepted(client: Client) -> None:
+    body = make_body("network.created", id="net_1")
+    resp = await client.post("/webhooks", data=body, headers=signed(body))
+    assert resp.status == 202
+
+
+async def test_redis_unreachable_is_503_and_nothing_acknowledged(
+    aiohttp_client: Callable[[Any], Awaitable[Client]], tmp_path: Any
+) -> None:
+    server = RedisProcess(port=free_port()).start()
+    try:
+        settings = load_settings(redis_url=server.url, webhook_secret=SECRET, data_dir=tmp_path)
+        client = await aiohttp_client(create_app(settings))
+        assert (await client.get("/readyz")).status == 200
+        server.stop()
+        body = make_body()
+        resp = await client.post("/webhooks", data=body, headers=signed(body))
+        assert resp.status == 503
+        assert resp.headers["Retry-After"].isdigit()
+        assert (await resp.json())["error"]["code"] == "unavailable"
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/healthz")).status == 200
+        server.start()
+        resp = await client.post("/webhooks", data=body, headers=signed(body))
+        assert resp.status == 202  # not a duplicate: the 503 stored nothing
+    finally:
+        server.close()
+
+
+async def test_secrets_rotation_accepts_both(
+    aiohttp_client: Callable[[Any], Awaitable[Client]], settings: Settings
+) -> None:
+    app = create_app(load_settings(redis_url=settings.redis_url, webhook_secret="old, new"))
+    client = await aiohttp_client(app)
+    for secret in ("old", "new"):
+        body = make_body(id=f"vps_{secret}")
+        resp = await client.post("/webhooks", data=body, headers=signed(body, secret))
+        assert resp.status == 202
+
+
+@pytest.mark.parametrize("secret", [None, "", " , "])
+def test_refuses_to_start_without_secret(secret: str | None) -> None:
+    with pytest.raises(SettingsError, match="TASHOOKS_WEBHOOK_SECRET"):
+        create_app(load_settings(webhook_secret=secret))
+
+
+async def test_health_and_metrics(client: Client) -> None:
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    body = make_body()
+    await client.post("/webhooks", data=body, headers=signed(body))
+    metrics = await (await client.get("/metrics")).text()
+    assert 'tashooks_deliveries_total{event_type="vps.created",outcome="accepted"} 1.0' in metrics
