@@ -1,0 +1,56 @@
+"""The dead-letter list: rule runs that failed for good, with their error, kept in Redis.
+
+A hash holds the records (JSON) by id; a sorted set orders them by time of failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from receiver.events import new_event_id
+from receiver.keys import Keys
+
+
+class DeadLetters:
+    """Add, list, read and remove dead letters."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def add(self, record: dict[str, Any]) -> str:
+        """Store ``record`` (event, rule, failed step, error, attempts); return its id."""
+        now_ms = int(time.time() * 1000)
+        dl_id = "dl_" + new_event_id(now_ms)[4:]
+        doc = {"id": dl_id, "failed_at_ms": now_ms, **record}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.deadletters, dl_id, json.dumps(doc, default=str))
+            pipe.zadd(self.keys.deadletter_index, {dl_id: now_ms})
+            await pipe.execute()
+        return dl_id
+
+    async def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` dead letters, newest first."""
+        ids = await self.redis.zrevrange(self.keys.deadletter_index, 0, limit - 1)
+        if not ids:
+            return []
+        raw = await self.redis.hmget(self.keys.deadletters, ids)
+        return [json.loads(r) for r in raw if r is not None]
+
+    async def get(self, dl_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.deadletters, dl_id)
+        return json.loads(raw) if raw is not None else None
+
+    async def remove(self, dl_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.deadletters, dl_id)
+            pipe.zrem(self.keys.deadletter_index, dl_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def size(self) -> int:
+        return int(await self.redis.zcard(self.keys.deadletter_index))

@@ -1,0 +1,210 @@
+"""Running one rule for one event: throttle, steps in order with timeout and retry,
+progress kept in Redis (so a re-run skips finished steps), dead letters on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from handlers.audit import Audit
+from handlers.client import ApiClient
+from handlers.deadletters import DeadLetters
+from handlers.exceptions import Deferred, StepError, StepTimeout
+from handlers.templates import render
+from receiver.keys import Keys
+
+if TYPE_CHECKING:
+    from handlers.rules import Rule, RuleSet, StepSpec
+
+logger = logging.getLogger("tashooks.worker")
+
+# Waits longer than this are not slept inside a job: the rule is re-queued for later.
+MAX_INLINE_SLEEP_S = 30.0
+
+
+@dataclass
+class Services:
+    """What rule runs share inside one worker process."""
+
+    redis: aioredis.Redis
+    keys: Keys
+    api: ApiClient
+    http: httpx.AsyncClient
+    audit: Audit
+    deadletters: DeadLetters
+    data_dir: Path
+    retention_s: float
+    rules: RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a rule run ended: ok, failed (dead-lettered), deferred, throttled or skipped."""
+
+    status: str
+    detail: str = ""
+    delay: float = 0.0
+    attempts: Mapping[int, int] | None = None
+
+
+def _context(payload: Mapping[str, Any], rule: Rule, steps: dict[str, Any]) -> dict[str, Any]:
+    return {"event": payload["event"], "steps": steps, "rule": rule.name,
+            "event_id": payload["id"]}
+
+
+async def _throttled(svc: Services, rule: Rule, payload: Mapping[str, Any]) -> bool:
+    """Fixed-window throttle: True when this run is over the rule's limit (and is dropped)."""
+    throttle = rule.throttle
+    if throttle is None:
+        return False
+    key = render(throttle.key, _context(payload, rule, {}))
+    redis_key = svc.keys.throttle(rule.name, key)
+    async with svc.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, max(1, int(throttle.per)), nx=True)
+        count, _ = await pipe.execute()
+    return int(count) > throttle.limit
+
+
+async def run_rule(
+    svc: Services,
+    payload: Mapping[str, Any],
+    rule: Rule,
+    *,
+    attempts_made: Mapping[int, int] | None = None,
+    check_throttle: bool = True,
+) -> Outcome:
+    """Run ``rule``'s steps for the event in ``payload``; never raises for a step failure.
+
+    Finished steps' results are kept under the run's progress key, so running the same
+    rule for the same event again (after a crash, a deferral or a dead-letter retry)
+    continues where it stopped instead of repeating side effects.
+    """
+    event_id = payload["id"]
+    progress_key = svc.keys.progress(event_id, rule.name)
+    done_raw = await svc.redis.hgetall(progress_key)
+    done = {int(k): json.loads(v) for k, v in done_raw.items()}
+    if check_throttle and not done and await _throttled(svc, rule, payload):
+        await svc.audit.record("run", id=event_id, rule=rule.name, status="throttled")
+        return Outcome("throttled")
+    steps: dict[str, Any] = {}
+    started = time.monotonic()
+    for spec in rule.steps:
+        if spec.index in done:
+            if spec.id:
+                steps[spec.id] = done[spec.index]
+            continue
+        context = _context(payload, rule, steps)
+        if not spec.should_run(context):
+            await _finish_step(svc, progress_key, spec, None)
+            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
+                                   step_id=spec.id, status="skipped")
+            continue
+        first_attempt = 1 + (attempts_made or {}).get(spec.index, 0)
+        step_started = time.monotonic()
+        try:
+            result, attempt = await _run_step(svc, payload, rule, spec, context, first_attempt)
+        except Deferred as exc:
+            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
+                                   step_id=spec.id, status="deferred", error=str(exc),
+                                   delay_s=round(exc.delay, 3))
+            return Outcome("deferred", str(exc), exc.delay,
+                           {spec.index: int(exc.context.get("attempt", first_attempt))})
+        except StepError as exc:
+            attempt = int(exc.context.get("attempt", first_attempt))
+            duration_ms = round((time.monotonic() - step_started) * 1000, 1)
+            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
+                                   step_id=spec.id, status="failed", attempt=attempt,
+                                   duration_ms=duration_ms, error=str(exc))
+            if spec.continue_on_error:
+                failed = {"error": str(exc), "failed": True}
+                await _finish_step(svc, progress_key, spec, failed)
+                if spec.id:
+                    steps[spec.id] = failed
+                continue
+            dl_id = await svc.deadletters.add({
+                "event_id": event_id, "event": payload["event"], "rule": rule.name,
+                "step": spec.index, "step_id": spec.id, "step_type": spec.type,
+                "error": str(exc), "attempts": attempt,
+            })
+            await svc.audit.record("run", id=event_id, rule=rule.name, status="failed",
+                                   error=str(exc), deadletter=dl_id)
+            logger.warning("rule %s failed at step %d (%s): %s; dead letter %s",
+                           rule.name, spec.index, spec.type, exc, dl_id,
+                           extra={"event_id": event_id})
+            return Outcome("failed", str(exc))
+        duration_ms = round((time.monotonic() - step_started) * 1000, 1)
+        await _finish_step(svc, progress_key, spec, result)
+        if spec.id:
+            steps[spec.id] = result
+        await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
+                               step_id=spec.id, status="ok", attempt=attempt,
+                               duration_ms=duration_ms)
+    await svc.redis.delete(progress_key)
+    await svc.audit.record("run", id=event_id, rule=rule.name, status="ok",
+                           duration_ms=round((time.monotonic() - started) * 1000, 1))
+    return Outcome("ok")
+
+
+async def _finish_step(svc: Services, progress_key: str, spec: StepSpec, result: Any) -> None:
+    async with svc.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(progress_key, str(spec.index), json.dumps(result, default=str))
+        pipe.expire(progress_key, max(1, int(svc.retention_s)))
+        await pipe.execute()
+
+
+async def _run_step(
+    svc: Services,
+    payload: Mapping[str, Any],
+    rule: Rule,
+    spec: StepSpec,
+    context: Mapping[str, Any],
+    first_attempt: int,
+) -> tuple[Any, int]:
+    """One step with its timeout and retry policy. Returns (result, attempt that succeeded).
+
+    Raises ``StepError`` (with ``context['attempt']``) once retries are exhausted or the
+    error is permanent, and ``Deferred`` when the next wait is too long to sleep here.
+    """
+    from handlers.steps.base import StepContext
+
+    attempt = first_attempt
+    while True:
+        step_ctx = StepContext(
+            event_id=payload["id"], event=payload["event"], rule=rule.name, index=spec.index,
+            attempt=attempt, api=svc.api, http=svc.http, targets=svc.rules.targets,
+            data_dir=svc.data_dir,
+            idempotency_key=f"{payload['id']}:{rule.name}:{spec.index}",
+        )
+        try:
+            params = spec.render(context)
+            async with asyncio.timeout(spec.timeout):
+                return await spec.step_type.run(step_ctx, params), attempt
+        except TimeoutError:
+            error: StepError = StepTimeout(f"step timed out after {spec.timeout:g}s")
+        except StepError as exc:
+            error = exc
+        except Exception as exc:  # a bug or a bad value in the step: not worth retrying
+            error = StepError(f"{type(exc).__name__}: {exc}", retryable=False)
+        error.context["attempt"] = attempt
+        if not error.retryable or attempt >= spec.retry.attempts:
+            raise error
+        delay = max(spec.retry.delay(attempt), float(getattr(error, "retry_after", 0.0)))
+        logger.info("step %d of %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                    spec.index, rule.name, attempt, spec.retry.attempts, error, delay,
+                    extra={"event_id": payload["id"]})
+        if delay > MAX_INLINE_SLEEP_S:
+            deferred = Deferred(f"{error}; next attempt in {delay:.0f}s", delay=delay)
+            deferred.context["attempt"] = attempt
+            raise deferred from error
+        await asyncio.sleep(delay)
+        attempt += 1

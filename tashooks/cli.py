@@ -1,0 +1,192 @@
+"""The ``tashooks`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from receiver.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # arq logs every job at INFO: useful when debugging, noise otherwise.
+    logging.getLogger("arq").setLevel(logging.WARNING)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise SystemExit(f"tashooks: {exc}") from None
+
+
+def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int:
+    from handlers.exceptions import RulesError
+    from tashooks.daemon import run_daemon
+
+    settings = _settings(host=args.host, port=args.port, rules=args.rules)
+    _setup_logging(settings.log_level)
+    if receiver:
+        try:
+            settings.require_webhook_secret()
+        except SettingsError as exc:
+            print(f"tashooks: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        asyncio.run(run_daemon(settings, receiver=receiver, worker=worker,
+                               grace_s=args.grace))
+    except RulesError as exc:
+        print(f"{exc}\ntashooks: the rules file does not validate; fix it "
+              f"(tashooks check {settings.rules})", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tashooks: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from handlers.rules import check_rules
+
+    path = Path(args.rules) if args.rules else _settings().rules
+    ruleset, problems = check_rules(path)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if ruleset is None or any(not p.warning for p in problems):
+        errors = sum(not p.warning for p in problems)
+        print(f"{path}: {errors} error(s); the rules were not loaded", file=sys.stderr)
+        return 1
+    print(f"{path}: OK, {len(ruleset.rules)} rules, {len(ruleset.targets)} targets, "
+          f"version {ruleset.digest[:12]}")
+    return 0
+
+
+def _parse_data(pairs: Sequence[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"tashooks send: --data takes key=value, got {pair!r}")
+        data[key] = value
+    return data
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import httpx
+
+    from receiver.signatures import HEADER, sign
+
+    settings = _settings()
+    secret = args.secret
+    if secret is None:
+        secrets = settings.webhook_secrets
+        if not secrets:
+            print("tashooks send: no secret: pass --secret or set TASHOOKS_WEBHOOK_SECRET",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        secret = secrets[0].decode()
+    url = args.url or f"http://{settings.host}:{settings.port}/webhooks"
+    doc = {
+        "event": args.type,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "data": _parse_data(args.data),
+    }
+    body = json.dumps(doc).encode()
+    try:
+        response = httpx.post(url, content=body, timeout=10.0,
+                              headers={HEADER: sign(body, secret),
+                                       "Content-Type": "application/json"})
+    except httpx.HTTPError as exc:
+        print(f"tashooks send: cannot reach {url}: {exc}; is the receiver running "
+              "(tashooks serve)?", file=sys.stderr)
+        return 1
+    print(f"{response.status_code} {response.text}")
+    return 0 if response.status_code < 300 else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from tashooks.simulate_cmd import run_simulator_forever
+
+    _setup_logging("INFO")
+    asyncio.run(run_simulator_forever(args.host, args.port, args.api_key))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tashooks.demo import run_demo
+
+    return asyncio.run(run_demo(rules=Path(args.rules) if args.rules else None,
+                                timeout=args.timeout, verbose=args.verbose))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tashooks",
+        description="Webhook receiver and event automation for tasmanian.cloud. "
+        "Settings come from TASHOOKS_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_text in (
+        ("serve", "run the receiver and a worker in one process"),
+        ("receiver", "run the HTTP receiver only"),
+        ("worker", "run a worker only"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", help="bind address (TASHOOKS_HOST)")
+        p.add_argument("--port", type=int, help="bind port (TASHOOKS_PORT)")
+        p.add_argument("--rules", help="rules file (TASHOOKS_RULES)")
+        p.add_argument("--grace", type=float, default=30.0,
+                       help="seconds running jobs get to finish on SIGTERM (default 30)")
+        p.set_defaults(func=lambda a, n=name: cmd_daemon(
+            a, receiver=n in ("serve", "receiver"), worker=n in ("serve", "worker")))
+
+    p = sub.add_parser("check", help="validate a rules file; exit 1 on any error")
+    p.add_argument("rules", nargs="?", help="rules file (default TASHOOKS_RULES or ./rules.yaml)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("send", help="sign and post a test delivery")
+    p.add_argument("type", help="event type, e.g. vps.created")
+    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of data (repeatable)")
+    p.add_argument("--url", help="receiver URL (default http://HOST:PORT/webhooks)")
+    p.add_argument("--secret", help="signing secret (default TASHOOKS_WEBHOOK_SECRET)")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("simulate", help="run a local tasmanian.cloud API that sends webhooks")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--api-key", default="sim-key", help="Bearer token it accepts")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="run everything locally and show the rules at work")
+    p.add_argument("--rules", help="rules file (default ./rules.yaml)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the rules' effects (default 30)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tashooks`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Running the receiver and/or the worker until told to stop, then stopping gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from handlers.rules import RuleSet, load_rules
+from handlers.worker import create_worker
+from receiver.app import create_app
+from receiver.settings import Settings
+
+logger = logging.getLogger("tashooks")
+
+
+async def run_daemon(
+    settings: Settings,
+    *,
+    receiver: bool = True,
+    worker: bool = True,
+    rules: RuleSet | None = None,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
+    grace_s: float = 30.0,
+    install_signals: bool = True,
+) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM): the receiver stops accepting and
+    drains; the worker stops taking jobs and lets running ones finish within ``grace_s``."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    arq_worker = None
+    worker_task: asyncio.Task[None] | None = None
+    try:
+        if worker:
+            rules = rules or load_rules(settings.rules)
+            arq_worker = create_worker(settings, rules=rules, handle_signals=False)
+            worker_task = asyncio.create_task(arq_worker.async_run())
+        if receiver:
+            app = create_app(settings)
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            logger.info("receiver listening on http://%s:%d/webhooks", settings.host,
+                        settings.port)
+        if started is not None:
+            started.set()
+        waiters = [asyncio.create_task(stop.wait())]
+        if worker_task is not None:
+            waiters.append(worker_task)  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if worker_task is not None and worker_task in done:
+            worker_task.result()  # the worker died: surface its error
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if arq_worker is not None:
+            arq_worker.allow_pick_jobs = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    while any(not t.done() for t in arq_worker.tasks.values()):
+                        await asyncio.sleep(0.05)
+            await arq_worker.close()
+        if worker_task is not None and not worker_task.done():
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)

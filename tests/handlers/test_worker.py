@@ -1,0 +1,255 @@
+"""Events through the real receiver, Redis queue and worker to the simulator and Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import time
+
+from tests.handlers.conftest import API_KEY, SECRET, SLACK_PATH, StackFactory
+
+FAST_RETRY = "retry: {attempts: 3, backoff: exponential, initial: 10ms, max: 50ms}"
+
+KUBECONFIG_RULES = """
+version: 1
+defaults:
+  timeout: 5s
+targets:
+  ops: {type: slack, url: "${SLACK_URL}"}
+rules:
+  - name: save-kubeconfig
+    on: kubernetes.ready
+    steps:
+      - id: kubeconfig
+        api: {method: GET, path: "/kubernetes/{{ event.data.id }}/kubeconfig"}
+      - id: saved
+        file: {path: "kubeconfigs/{{ event.data.id }}.yaml", content: "{{ steps.kubeconfig.body }}", mode: "0600"}
+      - slack: {target: ops, text: "Cluster {{ event.data.name }} saved to {{ steps.saved.path }}"}
+"""
+
+
+async def test_cluster_ready_saves_kubeconfig_and_tells_slack(make_stack: StackFactory) -> None:
+    stack = await make_stack(KUBECONFIG_RULES)
+    stack.sim.state.add_webhook(stack.url, events=["kubernetes.ready"], secret=SECRET)
+    created = await stack.http.post(f"{stack.sim.url}/kubernetes", json={
+        "name": "prod", "version": "1.29",
+        "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
+    }, headers={"Authorization": f"Bearer {API_KEY}"})
+    cluster = created.json()
+    messages = await stack.slack.wait_for_messages(1, max_wait=10)
+    path = stack.settings.data_dir / "kubeconfigs" / f"{cluster['id']}.yaml"
+    assert messages[-1].text == f"Cluster prod saved to {path}"
+    assert messages[-1].path == SLACK_PATH
+    text = path.read_text()
+    assert cluster["id"] in text and "prod" in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    [delivery] = [r for r in await stack.audit() if r["kind"] == "delivery"]
+    [run] = await stack.wait_runs(delivery["id"])
+    assert run["status"] == "ok" and run["rule"] == "save-kubeconfig"
+
+
+async def test_missing_cluster_is_dead_lettered(make_stack: StackFactory) -> None:
+    stack = await make_stack(KUBECONFIG_RULES)
+    event_id = await stack.send("kubernetes.ready", id="k8s_missing", name="prod")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    [dead] = await stack.deadletters()
+    assert "404 not_found" in dead["error"] and dead["step"] == 0
+
+
+async def test_path_values_are_one_segment(make_stack: StackFactory) -> None:
+    stack = await make_stack(KUBECONFIG_RULES)
+    event_id = await stack.send("kubernetes.ready", id="../../webhooks", name="x")
+    await stack.wait_runs(event_id)
+    # The simulator routed it as the kubeconfig of a cluster named "../../webhooks".
+    assert stack.sim.state.calls("GET", "/v1/kubernetes/{id}/kubeconfig") == 1
+    assert len(stack.sim.state.requests) == 1
+    [dead] = await stack.deadletters()
+    assert "Cluster ../../webhooks not found" in dead["error"]
+
+
+async def test_failing_step_lands_in_dead_letters_after_its_retries(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(f"""
+        version: 1
+        defaults:
+          {FAST_RETRY}
+        targets:
+          ops: {{type: slack, url: "${{SLACK_URL}}"}}
+        rules:
+          - name: notify
+            on: vps.status_changed
+            steps:
+              - slack: {{target: ops, text: "{{{{ event.data.name }}}} is {{{{ event.data.status }}}}"}}
+    """)
+    stack.slack.fail(SLACK_PATH, status=500, count=None)
+    event_id = await stack.send("vps.status_changed", id="vps_1", name="web-1", status="stopped")
+    runs = await stack.wait_runs(event_id)
+    assert runs[0]["status"] == "failed"
+    [dead] = await stack.deadletters()
+    assert dead["event_id"] == event_id and dead["rule"] == "notify"
+    assert dead["attempts"] == 3 and "500" in dead["error"]
+    assert dead["event"]["data"]["name"] == "web-1"
+    assert len(stack.slack.requests) == 3
+    assert runs[0]["deadletter"] == dead["id"]
+
+
+async def test_slack_permanent_error_is_not_retried(make_stack: StackFactory) -> None:
+    stack = await make_stack(f"""
+        version: 1
+        defaults:
+          {FAST_RETRY}
+        targets:
+          ops: {{type: slack, url: "${{SLACK_URL}}"}}
+        rules:
+          - name: notify
+            on: "vps.*"
+            steps:
+              - slack: {{target: ops, text: "hello"}}
+    """)
+    stack.slack.fail(SLACK_PATH, "channel_is_archived", count=None)
+    event_id = await stack.send("vps.created", id="vps_1")
+    await stack.wait_runs(event_id)
+    [dead] = await stack.deadletters()
+    assert dead["attempts"] == 1 and "channel_is_archived" in dead["error"]
+    assert len(stack.slack.requests) == 1
+
+
+OFF_RULES = """
+version: 1
+rules:
+  - name: off-switch
+    on: [off, no]
+    when:
+      data.mode: off
+      data.ok: yes
+    steps:
+      - log: {message: "{{ event.event }} {{ event.data.mode }}"}
+      - file: {path: "switch/{{ event.event }}.txt", content: "{{ event.data.mode }}"}
+"""
+
+
+async def test_on_key_and_off_no_values_are_strings(make_stack: StackFactory) -> None:
+    stack = await make_stack(OFF_RULES)
+    matching = await stack.send("off", mode="off", ok="yes")
+    assert (await stack.wait_runs(matching))[0]["status"] == "ok"
+    assert (stack.settings.data_dir / "switch" / "off.txt").read_text() == "off"
+    other = await stack.send("no", mode="on", ok="yes")
+    assert (await stack.wait_runs(other))[0]["status"] == "no_match"
+    assert not (stack.settings.data_dir / "switch" / "no.txt").exists()
+
+
+API_RULES = f"""
+version: 1
+defaults:
+  timeout: 5s
+  {FAST_RETRY}
+rules:
+  - name: lookup
+    on: vps.created
+    steps:
+      - api: {{method: GET, path: "/vps"}}
+  - name: attach
+    on: network.wanted
+    steps:
+      - api: {{method: POST, path: "/networks", json: {{name: "{{{{ event.data.name }}}}", cidr: "10.0.0.0/24"}}}}
+"""
+
+
+async def test_get_retried_on_5xx_and_reset_post_not_retried_on_5xx(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(API_RULES)
+    state = stack.sim.state
+    state.add_fault("/v1/vps", method="GET", status=503, count=1)
+    state.add_fault("/v1/vps", method="GET", reset=True, count=1)
+    event_id = await stack.send("vps.created", id="vps_1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "ok"
+    assert state.calls("GET", "/v1/vps") >= 1
+
+    state.add_fault("/v1/networks", method="POST", status=500, count=1)
+    event_id = await stack.send("network.wanted", name="n1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    [dead] = await stack.deadletters()
+    assert dead["attempts"] == 1 and "500" in dead["error"]
+    posts = [r for r in state.requests if r.method == "POST"]
+    assert len(posts) == 1
+    assert posts[0].headers.get("Idempotency-Key", "").startswith(event_id)
+
+
+async def test_429_waits_for_retry_after(make_stack: StackFactory) -> None:
+    stack = await make_stack(API_RULES)
+    stack.sim.state.add_fault(
+        "/v1/vps", method="GET", status=429, count=1, headers={"Retry-After": "1"}
+    )
+    started = time.monotonic()
+    event_id = await stack.send("vps.created", id="vps_1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "ok"
+    assert time.monotonic() - started >= 1.0
+    gets = [r for r in stack.sim.state.requests if r.method == "GET"]
+    assert len(gets) == 2
+
+
+async def test_long_rate_limit_defers_the_rule_instead_of_sleeping(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(API_RULES)
+    reset = int(time.time()) + 3600
+    stack.sim.state.add_fault(
+        "/v1/vps", method="GET", status=429, count=1, headers={"X-RateLimit-Reset": str(reset)}
+    )
+    event_id = await stack.send("vps.created", id="vps_1")
+    for _ in range(200):
+        steps = [r for r in await stack.audit(event_id) if r["kind"] == "step"]
+        if steps:
+            break
+        await asyncio.sleep(0.02)
+    assert steps[0]["status"] == "deferred"
+    queued = await stack.redis.zrange(stack.keys.queue, 0, -1, withscores=True)
+    [(job_id, score)] = queued
+    assert job_id.decode().startswith(f"{event_id}:lookup:deferred")
+    assert score / 1000 > time.time() + 3000  # runs again after the reset, not now
+    job = json.loads(await stack.redis.get(stack.keys.job(job_id.decode())))
+    assert job["f"] == "run_rule" and job["a"][1] == "lookup"
+
+
+async def test_file_outside_data_dir_is_refused(make_stack: StackFactory) -> None:
+    stack = await make_stack("""
+        version: 1
+        rules:
+          - name: write
+            on: x.y
+            steps:
+              - file: {path: "{{ event.data.name }}", content: "pwned"}
+    """)
+    for name in ("../escape.txt", "/tmp/escape.txt", "a/../../escape.txt"):
+        event_id = await stack.send("x.y", name=name)
+        assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    assert not (stack.settings.data_dir.parent / "escape.txt").exists()
+    errors = [d["error"] for d in await stack.deadletters()]
+    assert len(errors) == 3 and all("outside DATA_DIR" in e for e in errors)
+
+
+async def test_http_target_gets_the_event_and_throttle_drops_repeats(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack("""
+        version: 1
+        targets:
+          sink: {type: http, url: "${SINK_URL}"}
+        rules:
+          - name: forward
+            on: "vps.*"
+            throttle: {key: "{{ event.data.id }}", limit: 1, per: 10m}
+            steps:
+              - http: {target: sink}
+    """)
+    first = await stack.send("vps.created", id="vps_1", n="1")
+    second = await stack.send("vps.deleted", id="vps_1", n="2")
+    other = await stack.send("vps.deleted", id="vps_2", n="3")
+    statuses = [(await stack.wait_runs(e))[0]["status"] for e in (first, second, other)]
+    assert statuses == ["ok", "throttled", "ok"]
+    received = stack.slack.state.sink_requests("audit")
+    assert [r.json["data"]["n"] for r in received] == ["1", "3"]
+    assert received[0].headers.get("X-Tashooks-Event") == first
