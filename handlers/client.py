@@ -106,8 +106,9 @@ class ApiClient:
         self._client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(timeout, pool=timeout),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             follow_redirects=False,
             transport=transport,
         )
@@ -164,12 +165,17 @@ class ApiClient:
         if not isinstance(details, dict):
             details = {}
         if response.status_code == 429:
-            raise RateLimited(message or "rate limited", retry_after=wait_seconds(response.headers),
-                              details=details)
+            raise RateLimited(
+                message or "rate limited",
+                retry_after=wait_seconds(response.headers),
+                details=details,
+            )
         if 300 <= response.status_code < 400:
             raise ApiError(
                 f"redirect to {response.headers.get('location', '?')} not followed",
-                status=response.status_code, code="redirect", retryable=False,
+                status=response.status_code,
+                code="redirect",
+                retryable=False,
             )
         retryable = response.status_code >= 500 and method in IDEMPOTENT
         raise ApiError(
@@ -222,7 +228,7 @@ async def send(
 
 
 def _redact(url: str) -> str:
-    """A URL fit for logs: scheme, host and port only (Slack URLs carry their secret in the path)."""
+    """A URL fit for logs: scheme, host and port (Slack URLs carry their secret in the path)."""
     parsed = httpx.URL(url)
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}/…"

@@ -38,11 +38,13 @@ class DeadLetters:
         ids = await self.redis.zrevrange(self.keys.deadletter_index, 0, limit - 1)
         if not ids:
             return []
-        raw = await self.redis.hmget(self.keys.deadletters, ids)
+        raw: list[bytes | None] = await self.redis.hmget(  # type: ignore[misc]
+            self.keys.deadletters, ids
+        )
         return [json.loads(r) for r in raw if r is not None]
 
     async def get(self, dl_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hget(self.keys.deadletters, dl_id)
+        raw: bytes | None = await self.redis.hget(self.keys.deadletters, dl_id)  # type: ignore[misc]
         return json.loads(raw) if raw is not None else None
 
     async def remove(self, dl_id: str) -> bool:

@@ -5,7 +5,7 @@ Hierarchy::
     HandlersError
     ├── RulesError            rules file does not validate (carries every problem)
     └── StepError             a step failed; ``retryable`` says whether trying again may help
-        ├── ApiError          the tasmanian.cloud API answered with an error (code, message, details)
+        ├── ApiError          the API answered with an error (code, message, details)
         │   └── RateLimited   429: ``retry_after`` seconds to wait
         ├── TransportError    the request did not complete (connection, timeout)
         ├── TargetError       a Slack / HTTP target answered with an error

@@ -57,8 +57,7 @@ class Outcome:
 
 
 def _context(payload: Mapping[str, Any], rule: Rule, steps: dict[str, Any]) -> dict[str, Any]:
-    return {"event": payload["event"], "steps": steps, "rule": rule.name,
-            "event_id": payload["id"]}
+    return {"event": payload["event"], "steps": steps, "rule": rule.name, "event_id": payload["id"]}
 
 
 async def _throttled(svc: Services, rule: Rule, payload: Mapping[str, Any]) -> bool:
@@ -91,7 +90,7 @@ async def run_rule(
     """
     event_id = payload["id"]
     progress_key = svc.keys.progress(event_id, rule.name)
-    done_raw = await svc.redis.hgetall(progress_key)
+    done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
     done = {int(k): json.loads(v) for k, v in done_raw.items()}
     if check_throttle and not done and await _throttled(svc, rule, payload):
         await svc.audit.record("run", id=event_id, rule=rule.name, status="throttled")
@@ -106,52 +105,108 @@ async def run_rule(
         context = _context(payload, rule, steps)
         if not spec.should_run(context):
             await _finish_step(svc, progress_key, spec, None)
-            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
-                                   step_id=spec.id, status="skipped")
+            await svc.audit.record(
+                "step",
+                id=event_id,
+                rule=rule.name,
+                step=spec.index,
+                step_id=spec.id,
+                status="skipped",
+            )
             continue
         first_attempt = 1 + (attempts_made or {}).get(spec.index, 0)
         step_started = time.monotonic()
         try:
             result, attempt = await _run_step(svc, payload, rule, spec, context, first_attempt)
         except Deferred as exc:
-            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
-                                   step_id=spec.id, status="deferred", error=str(exc),
-                                   delay_s=round(exc.delay, 3))
-            return Outcome("deferred", str(exc), exc.delay,
-                           {spec.index: int(exc.context.get("attempt", first_attempt))})
+            await svc.audit.record(
+                "step",
+                id=event_id,
+                rule=rule.name,
+                step=spec.index,
+                step_id=spec.id,
+                status="deferred",
+                error=str(exc),
+                delay_s=round(exc.delay, 3),
+            )
+            return Outcome(
+                "deferred",
+                str(exc),
+                exc.delay,
+                {spec.index: int(exc.context.get("attempt", first_attempt))},
+            )
         except StepError as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
             duration_ms = round((time.monotonic() - step_started) * 1000, 1)
-            await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
-                                   step_id=spec.id, status="failed", attempt=attempt,
-                                   duration_ms=duration_ms, error=str(exc))
+            await svc.audit.record(
+                "step",
+                id=event_id,
+                rule=rule.name,
+                step=spec.index,
+                step_id=spec.id,
+                status="failed",
+                attempt=attempt,
+                duration_ms=duration_ms,
+                error=str(exc),
+            )
             if spec.continue_on_error:
                 failed = {"error": str(exc), "failed": True}
                 await _finish_step(svc, progress_key, spec, failed)
                 if spec.id:
                     steps[spec.id] = failed
                 continue
-            dl_id = await svc.deadletters.add({
-                "event_id": event_id, "event": payload["event"], "rule": rule.name,
-                "step": spec.index, "step_id": spec.id, "step_type": spec.type,
-                "error": str(exc), "attempts": attempt,
-            })
-            await svc.audit.record("run", id=event_id, rule=rule.name, status="failed",
-                                   error=str(exc), deadletter=dl_id)
-            logger.warning("rule %s failed at step %d (%s): %s; dead letter %s",
-                           rule.name, spec.index, spec.type, exc, dl_id,
-                           extra={"event_id": event_id})
+            dl_id = await svc.deadletters.add(
+                {
+                    "event_id": event_id,
+                    "event": payload["event"],
+                    "rule": rule.name,
+                    "step": spec.index,
+                    "step_id": spec.id,
+                    "step_type": spec.type,
+                    "error": str(exc),
+                    "attempts": attempt,
+                }
+            )
+            await svc.audit.record(
+                "run",
+                id=event_id,
+                rule=rule.name,
+                status="failed",
+                error=str(exc),
+                deadletter=dl_id,
+            )
+            logger.warning(
+                "rule %s failed at step %d (%s): %s; dead letter %s",
+                rule.name,
+                spec.index,
+                spec.type,
+                exc,
+                dl_id,
+                extra={"event_id": event_id},
+            )
             return Outcome("failed", str(exc))
         duration_ms = round((time.monotonic() - step_started) * 1000, 1)
         await _finish_step(svc, progress_key, spec, result)
         if spec.id:
             steps[spec.id] = result
-        await svc.audit.record("step", id=event_id, rule=rule.name, step=spec.index,
-                               step_id=spec.id, status="ok", attempt=attempt,
-                               duration_ms=duration_ms)
+        await svc.audit.record(
+            "step",
+            id=event_id,
+            rule=rule.name,
+            step=spec.index,
+            step_id=spec.id,
+            status="ok",
+            attempt=attempt,
+            duration_ms=duration_ms,
+        )
     await svc.redis.delete(progress_key)
-    await svc.audit.record("run", id=event_id, rule=rule.name, status="ok",
-                           duration_ms=round((time.monotonic() - started) * 1000, 1))
+    await svc.audit.record(
+        "run",
+        id=event_id,
+        rule=rule.name,
+        status="ok",
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )
     return Outcome("ok")
 
 
@@ -180,8 +235,14 @@ async def _run_step(
     attempt = first_attempt
     while True:
         step_ctx = StepContext(
-            event_id=payload["id"], event=payload["event"], rule=rule.name, index=spec.index,
-            attempt=attempt, api=svc.api, http=svc.http, targets=svc.rules.targets,
+            event_id=payload["id"],
+            event=payload["event"],
+            rule=rule.name,
+            index=spec.index,
+            attempt=attempt,
+            api=svc.api,
+            http=svc.http,
+            targets=svc.rules.targets,
             data_dir=svc.data_dir,
             idempotency_key=f"{payload['id']}:{rule.name}:{spec.index}",
         )
@@ -199,9 +260,16 @@ async def _run_step(
         if not error.retryable or attempt >= spec.retry.attempts:
             raise error
         delay = max(spec.retry.delay(attempt), float(getattr(error, "retry_after", 0.0)))
-        logger.info("step %d of %s failed (attempt %d/%d): %s; retrying in %.2fs",
-                    spec.index, rule.name, attempt, spec.retry.attempts, error, delay,
-                    extra={"event_id": payload["id"]})
+        logger.info(
+            "step %d of %s failed (attempt %d/%d): %s; retrying in %.2fs",
+            spec.index,
+            rule.name,
+            attempt,
+            spec.retry.attempts,
+            error,
+            delay,
+            extra={"event_id": payload["id"]},
+        )
         if delay > MAX_INLINE_SLEEP_S:
             deferred = Deferred(f"{error}; next attempt in {delay:.0f}s", delay=delay)
             deferred.context["attempt"] = attempt

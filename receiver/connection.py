@@ -7,10 +7,11 @@ import redis.asyncio as aioredis
 
 def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
     """A Redis client for ``url`` (no I/O yet) that fails fast when Redis is away."""
-    return aioredis.Redis.from_url(
+    client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
         health_check_interval=30,
         max_connections=max_connections,
     )
+    return client

@@ -100,8 +100,9 @@ class Ingestor:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         new, stored_id = result
-        return Stored(id=stored_id.decode() if isinstance(stored_id, bytes) else str(stored_id),
-                      new=bool(new))
+        return Stored(
+            id=stored_id.decode() if isinstance(stored_id, bytes) else str(stored_id), new=bool(new)
+        )
 
     async def ping(self) -> bool:
         """True when Redis answers."""

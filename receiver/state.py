@@ -9,6 +9,6 @@ from receiver.metrics import ReceiverMetrics
 from receiver.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-SECRETS = web.AppKey("secrets", list)
+SECRETS = web.AppKey("secrets", list[bytes])
 INGESTOR = web.AppKey("ingestor", Ingestor)
 METRICS = web.AppKey("metrics", ReceiverMetrics)

@@ -42,15 +42,20 @@ async def post_webhook(request: web.Request) -> web.Response:
     if body is None:
         metrics.delivery("too_large")
         return responses.error(
-            413, "payload_too_large", f"body is larger than {settings.max_body} bytes",
+            413,
+            "payload_too_large",
+            f"body is larger than {settings.max_body} bytes",
             {"limit": settings.max_body},
         )
-    if not verify(body, request.headers.get(HEADER), app[SECRETS]):
+    secrets: list[bytes] = app[SECRETS]
+    if not verify(body, request.headers.get(HEADER), secrets):
         metrics.delivery("unauthorized")
-        logger.warning("delivery refused: bad or missing signature",
-                       extra={"source": request.remote or ""})
+        logger.warning(
+            "delivery refused: bad or missing signature", extra={"source": request.remote or ""}
+        )
         return responses.error(
-            401, "unauthorized",
+            401,
+            "unauthorized",
             f"{HEADER} is missing or does not match the body; sign the raw body with "
             "HMAC-SHA256 and the shared webhook secret",
         )
@@ -66,7 +71,9 @@ async def post_webhook(request: web.Request) -> web.Response:
         metrics.delivery("unavailable")
         logger.error("Redis unavailable, delivery not acknowledged: %s", exc)
         return responses.error(
-            503, "unavailable", "storage is unavailable; the delivery was not stored, retry later",
+            503,
+            "unavailable",
+            "storage is unavailable; the delivery was not stored, retry later",
             headers={"Retry-After": RETRY_AFTER_S},
         )
     if not stored.new:
@@ -86,8 +93,9 @@ async def readyz(request: web.Request) -> web.Response:
     """Redis is reachable (so deliveries can be stored)."""
     if await request.app[INGESTOR].ping():
         return web.json_response({"status": "ready", "redis": "ok"})
-    return responses.error(503, "unavailable", "Redis is not reachable",
-                           headers={"Retry-After": RETRY_AFTER_S})
+    return responses.error(
+        503, "unavailable", "Redis is not reachable", headers={"Retry-After": RETRY_AFTER_S}
+    )
 
 
 async def metrics_view(request: web.Request) -> web.Response:

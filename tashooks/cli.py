@@ -47,11 +47,13 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
             print(f"tashooks: {exc}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        asyncio.run(run_daemon(settings, receiver=receiver, worker=worker,
-                               grace_s=args.grace))
+        asyncio.run(run_daemon(settings, receiver=receiver, worker=worker, grace_s=args.grace))
     except RulesError as exc:
-        print(f"{exc}\ntashooks: the rules file does not validate; fix it "
-              f"(tashooks check {settings.rules})", file=sys.stderr)
+        print(
+            f"{exc}\ntashooks: the rules file does not validate; fix it "
+            f"(tashooks check {settings.rules})",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         print(f"tashooks: {exc}", file=sys.stderr)
@@ -70,8 +72,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         errors = sum(not p.warning for p in problems)
         print(f"{path}: {errors} error(s); the rules were not loaded", file=sys.stderr)
         return 1
-    print(f"{path}: OK, {len(ruleset.rules)} rules, {len(ruleset.targets)} targets, "
-          f"version {ruleset.digest[:12]}")
+    print(
+        f"{path}: OK, {len(ruleset.rules)} rules, {len(ruleset.targets)} targets, "
+        f"version {ruleset.digest[:12]}"
+    )
     return 0
 
 
@@ -95,8 +99,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     if secret is None:
         secrets = settings.webhook_secrets
         if not secrets:
-            print("tashooks send: no secret: pass --secret or set TASHOOKS_WEBHOOK_SECRET",
-                  file=sys.stderr)
+            print(
+                "tashooks send: no secret: pass --secret or set TASHOOKS_WEBHOOK_SECRET",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         secret = secrets[0].decode()
     url = args.url or f"http://{settings.host}:{settings.port}/webhooks"
@@ -107,12 +113,17 @@ def cmd_send(args: argparse.Namespace) -> int:
     }
     body = json.dumps(doc).encode()
     try:
-        response = httpx.post(url, content=body, timeout=10.0,
-                              headers={HEADER: sign(body, secret),
-                                       "Content-Type": "application/json"})
+        response = httpx.post(
+            url,
+            content=body,
+            timeout=10.0,
+            headers={HEADER: sign(body, secret), "Content-Type": "application/json"},
+        )
     except httpx.HTTPError as exc:
-        print(f"tashooks send: cannot reach {url}: {exc}; is the receiver running "
-              "(tashooks serve)?", file=sys.stderr)
+        print(
+            f"tashooks send: cannot reach {url}: {exc}; is the receiver running (tashooks serve)?",
+            file=sys.stderr,
+        )
         return 1
     print(f"{response.status_code} {response.text}")
     return 0 if response.status_code < 300 else 1
@@ -129,8 +140,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tashooks.demo import run_demo
 
-    return asyncio.run(run_demo(rules=Path(args.rules) if args.rules else None,
-                                timeout=args.timeout, verbose=args.verbose))
+    return asyncio.run(
+        run_demo(
+            rules=Path(args.rules) if args.rules else None,
+            timeout=args.timeout,
+            verbose=args.verbose,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,10 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="bind address (TASHOOKS_HOST)")
         p.add_argument("--port", type=int, help="bind port (TASHOOKS_PORT)")
         p.add_argument("--rules", help="rules file (TASHOOKS_RULES)")
-        p.add_argument("--grace", type=float, default=30.0,
-                       help="seconds running jobs get to finish on SIGTERM (default 30)")
-        p.set_defaults(func=lambda a, n=name: cmd_daemon(
-            a, receiver=n in ("serve", "receiver"), worker=n in ("serve", "worker")))
+        p.add_argument(
+            "--grace",
+            type=float,
+            default=30.0,
+            help="seconds running jobs get to finish on SIGTERM (default 30)",
+        )
+        p.set_defaults(
+            func=lambda a, n=name: cmd_daemon(
+                a, receiver=n in ("serve", "receiver"), worker=n in ("serve", "worker")
+            )
+        )
 
     p = sub.add_parser("check", help="validate a rules file; exit 1 on any error")
     p.add_argument("rules", nargs="?", help="rules file (default TASHOOKS_RULES or ./rules.yaml)")
@@ -161,8 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="sign and post a test delivery")
     p.add_argument("type", help="event type, e.g. vps.created")
-    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                   help="a field of data (repeatable)")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of data (repeatable)",
+    )
     p.add_argument("--url", help="receiver URL (default http://HOST:PORT/webhooks)")
     p.add_argument("--secret", help="signing secret (default TASHOOKS_WEBHOOK_SECRET)")
     p.set_defaults(func=cmd_send)
@@ -175,8 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run everything locally and show the rules at work")
     p.add_argument("--rules", help="rules file (default ./rules.yaml)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait for the rules' effects (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the rules' effects (default 30)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log")
     p.set_defaults(func=cmd_demo)
     return parser

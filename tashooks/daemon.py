@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -49,13 +50,12 @@ async def run_daemon(
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()
-            logger.info("receiver listening on http://%s:%d/webhooks", settings.host,
-                        settings.port)
+            logger.info("receiver listening on http://%s:%d/webhooks", settings.host, settings.port)
         if started is not None:
             started.set()
-        waiters = [asyncio.create_task(stop.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.create_task(stop.wait())]
         if worker_task is not None:
-            waiters.append(worker_task)  # type: ignore[arg-type]
+            waiters.append(worker_task)
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if worker_task is not None and worker_task in done:
             worker_task.result()  # the worker died: surface its error
@@ -64,10 +64,10 @@ async def run_daemon(
             await runner.cleanup()
         if arq_worker is not None:
             arq_worker.allow_pick_jobs = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace_s):
-                    while any(not t.done() for t in arq_worker.tasks.values()):
-                        await asyncio.sleep(0.05)
+            running = [t for t in arq_worker.tasks.values() if not t.done()]
+            if running:
+                logger.info("waiting up to %.0fs for %d running jobs", grace_s, len(running))
+                await asyncio.wait(running, timeout=grace_s)
             await arq_worker.close()
         if worker_task is not None and not worker_task.done():
             worker_task.cancel()

@@ -87,8 +87,10 @@ async def _clean_namespace(url: str, namespace: str) -> None:
 
 async def run_demo(rules: Path | None = None, timeout: float = 30.0, verbose: bool = False) -> int:
     """Run the demo; return the exit code (0 when every expected effect was seen)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="  %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="  %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("arq").setLevel(logging.INFO if verbose else logging.WARNING)
     try:
         base = load_settings()
@@ -97,8 +99,10 @@ async def run_demo(rules: Path | None = None, timeout: float = 30.0, verbose: bo
         return 2
     rules_path = rules or base.rules
     if not rules_path.is_file():
-        say(f"tashooks demo: {rules_path} not found; run it from the repository root "
-            "(where rules.yaml is) or pass --rules FILE")
+        say(
+            f"tashooks demo: {rules_path} not found; run it from the repository root "
+            "(where rules.yaml is) or pass --rules FILE"
+        )
         return 2
     # A namespace of its own: the demo never touches another installation's keys or jobs.
     namespace = f"tashooks-demo-{secrets.token_hex(4)}"
@@ -113,8 +117,9 @@ async def run_demo(rules: Path | None = None, timeout: float = 30.0, verbose: bo
         return 1
 
 
-async def _demo(data_dir: Path, redis_url: str, namespace: str, rules_path: Path,
-                timeout: float) -> int:
+async def _demo(
+    data_dir: Path, redis_url: str, namespace: str, rules_path: Path, timeout: float
+) -> int:
     api_key = "demo-" + secrets.token_hex(8)
     slack = await start_slack_stub("127.0.0.1", 0)
     sim = await start_simulator(SimulatorConfig(api_key=api_key), "127.0.0.1", 0)
@@ -125,33 +130,57 @@ async def _demo(data_dir: Path, redis_url: str, namespace: str, rules_path: Path
         slack_url = slack.url_for("/services/T0DEMO/B0DEMO/demo-token")
         sink_url = slack.url_for("/sink/audit")
         step(f"Slack stand-in at {slack.url_for('/services/…')}, audit sink at {sink_url}")
-        async with httpx.AsyncClient(base_url=sim.url,
-                                     headers={"Authorization": f"Bearer {api_key}"}) as api:
-            network = (await api.post("/networks", json={"name": "default",
-                                                         "cidr": "10.0.0.0/24"})).json()
-            env = {**os.environ, "SLACK_WEBHOOK_URL": slack_url, "AUDIT_SINK_URL": sink_url,
-                   "DEFAULT_NETWORK_ID": network["id"]}
+        async with httpx.AsyncClient(
+            base_url=sim.url, headers={"Authorization": f"Bearer {api_key}"}
+        ) as api:
+            network = (
+                await api.post("/networks", json={"name": "default", "cidr": "10.0.0.0/24"})
+            ).json()
+            env = {
+                **os.environ,
+                "SLACK_WEBHOOK_URL": slack_url,
+                "AUDIT_SINK_URL": sink_url,
+                "DEFAULT_NETWORK_ID": network["id"],
+            }
             try:
                 ruleset = load_rules(rules_path, env=env)
             except RulesError as exc:
-                say(f"{exc}\ntashooks demo: {rules_path} does not validate; fix it "
-                    f"(tashooks check {rules_path})")
+                say(
+                    f"{exc}\ntashooks demo: {rules_path} does not validate; fix it "
+                    f"(tashooks check {rules_path})"
+                )
                 return 1
-            step(f"loaded {len(ruleset.rules)} rules from {rules_path}: "
-                 + ", ".join(r.name for r in ruleset.rules))
+            step(
+                f"loaded {len(ruleset.rules)} rules from {rules_path}: "
+                + ", ".join(r.name for r in ruleset.rules)
+            )
             secret = secrets.token_urlsafe(24)
             port = free_port()
             settings = load_settings(
-                redis_url=redis_url, namespace=namespace, webhook_secret=secret,
-                api_url=sim.url, api_key=api_key, host="127.0.0.1", port=port,
-                data_dir=data_dir, rules=rules_path,
+                redis_url=redis_url,
+                namespace=namespace,
+                webhook_secret=secret,
+                api_url=sim.url,
+                api_key=api_key,
+                host="127.0.0.1",
+                port=port,
+                data_dir=data_dir,
+                rules=rules_path,
             )
             started = asyncio.Event()
-            daemon = asyncio.create_task(run_daemon(
-                settings, rules=ruleset, stop=stop, started=started, install_signals=False,
-                grace_s=5.0))
-            await asyncio.wait([asyncio.create_task(started.wait()), daemon],
-                               return_when=asyncio.FIRST_COMPLETED)
+            daemon = asyncio.create_task(
+                run_daemon(
+                    settings,
+                    rules=ruleset,
+                    stop=stop,
+                    started=started,
+                    install_signals=False,
+                    grace_s=5.0,
+                )
+            )
+            await asyncio.wait(
+                [asyncio.create_task(started.wait()), daemon], return_when=asyncio.FIRST_COMPLETED
+            )
             if daemon.done():
                 daemon.result()
             receiver_url = f"http://127.0.0.1:{port}/webhooks"
@@ -159,46 +188,71 @@ async def _demo(data_dir: Path, redis_url: str, namespace: str, rules_path: Path
             hook = await register_webhook(sim.url, api_key, receiver_url, secret=secret)
             step(f"registered the webhook with the platform ({hook.get('id', '?')})")
 
-            cluster = (await api.post("/kubernetes", json={
-                "name": "demo-cluster", "version": "1.29",
-                "node_pools": [{"name": "default", "size": "standard-4vcpu-8gb", "count": 3}],
-            })).json()
+            cluster = (
+                await api.post(
+                    "/kubernetes",
+                    json={
+                        "name": "demo-cluster",
+                        "version": "1.29",
+                        "node_pools": [
+                            {"name": "default", "size": "standard-4vcpu-8gb", "count": 3}
+                        ],
+                    },
+                )
+            ).json()
             step(f"created cluster {cluster['name']} ({cluster['id']})")
-            vps = (await api.post("/vps", json={
-                "name": "web-1", "size": "standard-2vcpu-4gb", "image": "ubuntu-24.04",
-            })).json()
+            vps = (
+                await api.post(
+                    "/vps",
+                    json={
+                        "name": "web-1",
+                        "size": "standard-2vcpu-4gb",
+                        "image": "ubuntu-24.04",
+                    },
+                )
+            ).json()
             step(f"created VPS {vps['name']} ({vps['id']})")
 
             deadline = time.monotonic() + timeout
-            kubeconfig = data_dir.resolve() / "kubeconfigs" / f"{cluster['id']}.yaml"
+            kubeconfig = data_dir.absolute() / "kubeconfigs" / f"{cluster['id']}.yaml"  # noqa: ASYNC240
             try:
-                await _wait_for("the VPS to boot", lambda: _vps_status(sim, vps["id"]) == "running",
-                                deadline)
+                await _wait_for(
+                    "the VPS to boot", lambda: _vps_status(sim, vps["id"]) == "running", deadline
+                )
                 await api.post(f"/vps/{vps['id']}/actions", json={"action": "shutdown"})
                 step(f"shut down VPS {vps['name']}")
                 await _wait_for("the kubeconfig file", kubeconfig.is_file, deadline)
                 await _wait_for("two Slack messages", lambda: len(slack.messages) >= 2, deadline)
-                await _wait_for("the VPS attached to the network",
-                                lambda: vps["id"] in _network_members(sim, network["id"]),
-                                deadline)
-                await _wait_for("VPS events at the audit sink",
-                                lambda: len(_sink(slack)) >= 3, deadline)
+                await _wait_for(
+                    "the VPS attached to the network",
+                    lambda: vps["id"] in _network_members(sim, network["id"]),
+                    deadline,
+                )
+                await _wait_for(
+                    "VPS events at the audit sink", lambda: len(_sink(slack)) >= 3, deadline
+                )
             except TimeoutError as exc:
-                say(f"\n✗ gave up after {timeout:.0f}s waiting for {exc}. Run with -v to see "
-                    "the daemon's log; `tashooks dlq list` shows failed rule runs.")
+                say(
+                    f"\n✗ gave up after {timeout:.0f}s waiting for {exc}. Run with -v to see "
+                    "the daemon's log; `tashooks dlq list` shows failed rule runs."
+                )
                 return 1
 
             say("\nWhat the rules did:")
-            text = kubeconfig.read_text()
-            say(f"  save-kubeconfig  wrote {kubeconfig} "
-                f"({len(text)} bytes, mode {oct(kubeconfig.stat().st_mode & 0o777)})")
+            text = await asyncio.to_thread(kubeconfig.read_text)
+            say(
+                f"  save-kubeconfig  wrote {kubeconfig} "
+                f"({len(text)} bytes, mode {oct(kubeconfig.stat().st_mode & 0o777)})"
+            )
             for line in text.splitlines()[:6]:
                 say(f"                   | {line}")
             for message in slack.messages:
                 say(f"  slack            {message.text}")
             say(f"  attach-web-vps   {vps['id']} is now on network {network['id']}")
-            say(f"  audit-vps        the audit sink received {len(_sink(slack))} VPS events: "
-                + ", ".join(str((r.json or {}).get("event")) for r in _sink(slack)))
+            say(
+                f"  audit-vps        the audit sink received {len(_sink(slack))} VPS events: "
+                + ", ".join(str((r.json or {}).get("event")) for r in _sink(slack))
+            )
             say("\n✓ demo finished: everything it started is stopped.")
             return 0
     finally:

@@ -32,12 +32,15 @@ async def register_webhook(
     body: dict[str, Any] = {"url": url, "secret": secret}
     if events:
         body["events"] = events
-    headers = {"Authorization": f"Bearer {api_key}",
-               "Idempotency-Key": "register-" + new_event_id()}
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "Idempotency-Key": "register-" + new_event_id(),
+    }
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.post(f"{api_url.rstrip('/')}/webhooks", json=body,
-                                         headers=headers)
+            response = await client.post(
+                f"{api_url.rstrip('/')}/webhooks", json=body, headers=headers
+            )
     except httpx.HTTPError as exc:
         raise RegisterError(f"cannot reach {api_url}: {exc}; check TASHOOKS_API_URL") from exc
     if response.status_code >= 300:

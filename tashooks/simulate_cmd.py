@@ -15,10 +15,13 @@ async def run_simulator_forever(host: str, port: int, api_key: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"simulated tasmanian.cloud API at {sim.url} (Bearer {api_key}); Ctrl-C stops it",
-          flush=True)
-    print(f"  point tashooks at it: TASHOOKS_API_URL={sim.url} TASHOOKS_API_KEY={api_key}",
-          flush=True)
+    print(
+        f"simulated tasmanian.cloud API at {sim.url} (Bearer {api_key}); Ctrl-C stops it",
+        flush=True,
+    )
+    print(
+        f"  point tashooks at it: TASHOOKS_API_URL={sim.url} TASHOOKS_API_KEY={api_key}", flush=True
+    )
     try:
         await stop.wait()
     finally:

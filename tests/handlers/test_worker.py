@@ -24,7 +24,10 @@ rules:
       - id: kubeconfig
         api: {method: GET, path: "/kubernetes/{{ event.data.id }}/kubeconfig"}
       - id: saved
-        file: {path: "kubeconfigs/{{ event.data.id }}.yaml", content: "{{ steps.kubeconfig.body }}", mode: "0600"}
+        file:
+          path: "kubeconfigs/{{ event.data.id }}.yaml"
+          content: "{{ steps.kubeconfig.body }}"
+          mode: "0600"
       - slack: {target: ops, text: "Cluster {{ event.data.name }} saved to {{ steps.saved.path }}"}
 """
 
@@ -32,10 +35,15 @@ rules:
 async def test_cluster_ready_saves_kubeconfig_and_tells_slack(make_stack: StackFactory) -> None:
     stack = await make_stack(KUBECONFIG_RULES)
     stack.sim.state.add_webhook(stack.url, events=["kubernetes.ready"], secret=SECRET)
-    created = await stack.http.post(f"{stack.sim.url}/kubernetes", json={
-        "name": "prod", "version": "1.29",
-        "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
-    }, headers={"Authorization": f"Bearer {API_KEY}"})
+    created = await stack.http.post(
+        f"{stack.sim.url}/kubernetes",
+        json={
+            "name": "prod",
+            "version": "1.29",
+            "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
+        },
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
     cluster = created.json()
     messages = await stack.slack.wait_for_messages(1, max_wait=10)
     path = stack.settings.data_dir / "kubeconfigs" / f"{cluster['id']}.yaml"
@@ -81,7 +89,9 @@ async def test_failing_step_lands_in_dead_letters_after_its_retries(
           - name: notify
             on: vps.status_changed
             steps:
-              - slack: {{target: ops, text: "{{{{ event.data.name }}}} is {{{{ event.data.status }}}}"}}
+              - slack:
+                  target: ops
+                  text: "{{{{ event.data.name }}}} is {{{{ event.data.status }}}}"
     """)
     stack.slack.fail(SLACK_PATH, status=500, count=None)
     event_id = await stack.send("vps.status_changed", id="vps_1", name="web-1", status="stopped")
@@ -153,7 +163,10 @@ rules:
   - name: attach
     on: network.wanted
     steps:
-      - api: {{method: POST, path: "/networks", json: {{name: "{{{{ event.data.name }}}}", cidr: "10.0.0.0/24"}}}}
+      - api:
+          method: POST
+          path: "/networks"
+          json: {{name: "{{{{ event.data.name }}}}", cidr: "10.0.0.0/24"}}
 """
 
 

@@ -39,7 +39,5 @@ def settings(redis_url: str, tmp_path: Any) -> Settings:
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: Callable[[Any], Awaitable[Client]], settings: Settings
-) -> Client:
+async def client(aiohttp_client: Callable[[Any], Awaitable[Client]], settings: Settings) -> Client:
     return await aiohttp_client(create_app(settings))

@@ -1,0 +1,165 @@
+"""The ``tashooks`` command run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tashooks.redisproc import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tashooks(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tashooks.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_runs_to_the_end(redis_url: str, tmp_path: Path) -> None:
+    result = tashooks(
+        "demo", env={"TASHOOKS_REDIS_URL": redis_url, "TASHOOKS_DATA_DIR": str(tmp_path / "data")}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    [kubeconfig] = (tmp_path / "data" / "kubeconfigs").glob("k8s_*.yaml")
+    assert f"save-kubeconfig  wrote {kubeconfig}" in out
+    assert "Cluster demo-cluster is ready; kubeconfig saved as" in out
+    assert ":warning: web-1 is stopped" in out
+    assert "demo finished" in out
+    # It cleaned up after itself in the Redis it was given.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert [k for k in client.scan_iter("tashooks-demo-*")] == []
+        assert [k for k in client.scan_iter("arq:*")] == []
+    finally:
+        client.close()
+
+
+def test_demo_starts_its_own_redis_when_none_answers(tmp_path: Path) -> None:
+    result = tashooks(
+        "demo",
+        env={
+            "TASHOOKS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "TASHOOKS_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting a throwaway redis-server" in result.stdout
+
+
+def test_check_accepts_the_example_rules() -> None:
+    env = {
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+        "AUDIT_SINK_URL": "https://audit.example/in",
+        "DEFAULT_NETWORK_ID": "net_1",
+    }
+    result = tashooks("check", "rules.yaml", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "OK, 4 rules, 2 targets" in result.stdout
+
+
+def test_check_refuses_a_bad_file_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - name: x\n    on: a.b\n    steps:\n      - nope: {}\n")
+    result = tashooks("check", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:6: " in result.stderr
+    assert "not loaded" in result.stderr
+
+
+def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASHOOKS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tashooks.cli", "receiver"],
+        cwd=tmp_path,
+        env={**env, "TASHOOKS_WEBHOOK_SECRET": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "TASHOOKS_WEBHOOK_SECRET" in result.stderr
+
+
+def test_serve_send_and_sigterm(redis_url: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: keep\n    on: demo.*\n    steps:\n"
+        "      - file: {path: 'got-{{ event.data.n }}.txt', content: '{{ event.event }}'}\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "TASHOOKS_REDIS_URL": redis_url,
+        "TASHOOKS_WEBHOOK_SECRET": "s3",
+        "TASHOOKS_PORT": str(port),
+        "TASHOOKS_RULES": str(rules),
+        "TASHOOKS_DATA_DIR": str(tmp_path / "data"),
+        "TASHOOKS_NAMESPACE": "clitest",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tashooks.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        sent = subprocess.run(
+            [sys.executable, "-m", "tashooks.cli", "send", "demo.ping", "--data", "n=7"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("202 ")
+        target = tmp_path / "data" / "got-7.txt"
+        while not target.exists():
+            assert time.monotonic() < deadline + 10, "the rule did not run"
+            time.sleep(0.05)
+        assert target.read_text() == "demo.ping"
+        wrong = subprocess.run(
+            [sys.executable, "-m", "tashooks.cli", "send", "demo.ping", "--secret", "nope"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert wrong.returncode == 1 and wrong.stdout.startswith("401 ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("serve did not stop on SIGTERM")
+    assert proc.returncode == 0, stderr
