@@ -34,17 +34,22 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
     svc: Services = ctx[SERVICES]
     event = payload["event"]
     if ctx.get("job_try", 1) > MAX_JOB_TRIES:
-        dl_id = await svc.deadletters.add({
-            "event_id": payload["id"], "event": event, "rule": None,
-            "error": f"the worker stopped {MAX_JOB_TRIES} times while handling this event",
-            "attempts": ctx["job_try"],
-        })
+        dl_id = await svc.deadletters.add(
+            {
+                "event_id": payload["id"],
+                "event": event,
+                "rule": None,
+                "error": f"the worker stopped {MAX_JOB_TRIES} times while handling this event",
+                "attempts": ctx["job_try"],
+            }
+        )
         await svc.audit.record("run", id=payload["id"], status="failed", deadletter=dl_id)
         return {}
     rules = svc.rules.match(event)
     if not rules:
-        await svc.audit.record("run", id=payload["id"], status="no_match",
-                               type=str(event.get("event", "")))
+        await svc.audit.record(
+            "run", id=payload["id"], status="no_match", type=str(event.get("event", ""))
+        )
         return {}
     outcomes = await asyncio.gather(*(run_rule(svc, payload, rule) for rule in rules))
     for rule, outcome in zip(rules, outcomes, strict=True):
@@ -62,12 +67,18 @@ async def run_rule_job(
     svc: Services = ctx[SERVICES]
     rule = next((r for r in svc.rules.rules if r.name == rule_name), None)
     if rule is None:
-        dl_id = await svc.deadletters.add({
-            "event_id": payload["id"], "event": payload["event"], "rule": rule_name,
-            "error": f"rule {rule_name!r} is no longer in the rules file", "attempts": 0,
-        })
-        await svc.audit.record("run", id=payload["id"], rule=rule_name, status="failed",
-                               deadletter=dl_id)
+        dl_id = await svc.deadletters.add(
+            {
+                "event_id": payload["id"],
+                "event": payload["event"],
+                "rule": rule_name,
+                "error": f"rule {rule_name!r} is no longer in the rules file",
+                "attempts": 0,
+            }
+        )
+        await svc.audit.record(
+            "run", id=payload["id"], rule=rule_name, status="failed", deadletter=dl_id
+        )
         return "failed"
     made = {int(k): v for k, v in (attempts_made or {}).items()}
     outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=False)
@@ -83,7 +94,10 @@ async def _defer_if_needed(
     attempts = {str(k): v for k, v in (outcome.attempts or {}).items()}
     n = sum(attempts.values())
     await ctx["redis"].enqueue_job(
-        jobs.RUN_RULE, dict(payload), rule_name, attempts,
+        jobs.RUN_RULE,
+        dict(payload),
+        rule_name,
+        attempts,
         _job_id=f"{payload['id']}:{rule_name}:deferred:{n}",
         _defer_by=outcome.delay,
     )
@@ -95,14 +109,20 @@ async def _startup(ctx: dict[str, Any]) -> None:
     redis = connect(settings.redis_url)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     api = ApiClient(settings.api_url, api_key)
-    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False,
-                             headers={"User-Agent": "tashooks/0.1"})
+    http = httpx.AsyncClient(
+        timeout=10.0, follow_redirects=False, headers={"User-Agent": "tashooks/0.1"}
+    )
     rules: RuleSet = ctx.get("rules") or load_rules(settings.rules)
     ctx[SERVICES] = Services(
-        redis=redis, keys=keys, api=api, http=http,
+        redis=redis,
+        keys=keys,
+        api=api,
+        http=http,
         audit=Audit(redis, keys, settings.dedup_window),
         deadletters=DeadLetters(redis, keys),
-        data_dir=settings.data_dir, retention_s=settings.dedup_window, rules=rules,
+        data_dir=settings.data_dir,
+        retention_s=settings.dedup_window,
+        rules=rules,
     )
     logger.info("worker ready: %d rules from %s", len(rules.rules), settings.rules)
 
@@ -117,7 +137,10 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 
 def create_worker(
-    settings: Settings, *, rules: RuleSet | None = None, handle_signals: bool = True,
+    settings: Settings,
+    *,
+    rules: RuleSet | None = None,
+    handle_signals: bool = True,
     grace_s: float = 30.0,
 ) -> Worker:
     """An arq worker for ``settings`` (call inside a running event loop).

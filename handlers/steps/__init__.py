@@ -6,6 +6,5 @@ from handlers.steps import api, file, http, log, slack
 from handlers.steps.base import StepType
 
 REGISTRY: dict[str, StepType] = {
-    step.name: step
-    for step in (api.STEP, slack.STEP, http.STEP, file.STEP, log.STEP)
+    step.name: step for step in (api.STEP, slack.STEP, http.STEP, file.STEP, log.STEP)
 }

@@ -24,7 +24,7 @@ class FileParams(Params):
         try:
             mode = int(value, 8)
         except ValueError:
-            raise ValueError(f"mode {value!r} must be octal, e.g. \"0600\"") from None
+            raise ValueError(f'mode {value!r} must be octal, e.g. "0600"') from None
         if not 0 <= mode <= 0o777:
             raise ValueError(f"mode {value!r} must be between 0000 and 0777")
         return value
@@ -73,6 +73,9 @@ async def run(ctx: StepContext, params: FileParams) -> dict[str, str]:
 
 
 STEP = StepType(
-    name="file", params=FileParams, run=run, literal=frozenset({"mode"}),
+    name="file",
+    params=FileParams,
+    run=run,
+    literal=frozenset({"mode"}),
     describe=lambda p: f"write {len(p.content)} bytes to DATA_DIR/{p.path} (mode {p.mode})",
 )

@@ -26,13 +26,23 @@ async def run(ctx: StepContext, params: HttpParams) -> dict[str, Any]:
     target = ctx.targets.get(params.target)
     if target is None:
         raise StepError(f"unknown target {params.target!r}", retryable=False)
-    headers = {**target.headers, **(params.headers or {}),
-               "Idempotency-Key": ctx.idempotency_key, "X-Tashooks-Event": ctx.event_id}
+    headers = {
+        **target.headers,
+        **(params.headers or {}),
+        "Idempotency-Key": ctx.idempotency_key,
+        "X-Tashooks-Event": ctx.event_id,
+    }
     json_body: Any = params.json_
     if params.json_ is None and params.body is None:
         json_body = dict(ctx.event)
-    response = await send(ctx.http, params.method, target.url, json_body=json_body,
-                          content=params.body, headers=headers)
+    response = await send(
+        ctx.http,
+        params.method,
+        target.url,
+        json_body=json_body,
+        content=params.body,
+        headers=headers,
+    )
     return {"status": response.status, "body": response.body}
 
 
@@ -42,6 +52,8 @@ STEP = StepType(
     run=run,
     literal=frozenset({"target", "method"}),
     target_field="target",
-    describe=lambda p: f"{p.method} target {p.target}"
-    + (" with the event as JSON" if p.json_ is None and p.body is None else ""),
+    describe=lambda p: (
+        f"{p.method} target {p.target}"
+        + (" with the event as JSON" if p.json_ is None and p.body is None else "")
+    ),
 )

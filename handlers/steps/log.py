@@ -8,8 +8,12 @@ from typing import Literal
 from handlers.steps.base import Params, StepContext, StepType
 
 logger = logging.getLogger("tashooks.rules")
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class LogParams(Params):
@@ -18,11 +22,18 @@ class LogParams(Params):
 
 
 async def run(ctx: StepContext, params: LogParams) -> None:
-    logger.log(_LEVELS[params.level], "%s", params.message,
-               extra={"event_id": ctx.event_id, "rule": ctx.rule})
+    logger.log(
+        _LEVELS[params.level],
+        "%s",
+        params.message,
+        extra={"event_id": ctx.event_id, "rule": ctx.rule},
+    )
 
 
 STEP = StepType(
-    name="log", params=LogParams, run=run, literal=frozenset({"level"}),
+    name="log",
+    params=LogParams,
+    run=run,
+    literal=frozenset({"level"}),
     describe=lambda p: f"log {p.level}: {p.message}",
 )
