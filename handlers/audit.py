@@ -1,9 +1,15 @@
-"""Audit records of rule runs and steps, appended to the audit stream (see README)."""
+"""Audit records of rule runs and steps (see README, "The audit stream").
+
+Each record is appended to the audit stream, trimmed to the retention window; a run's
+record is also kept in the event's hash (field ``run:<rule>``), so ``GET /events/{id}``
+finds an event's runs without scanning the stream.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,20 +17,79 @@ import redis.asyncio as aioredis
 from receiver.keys import Keys
 
 
+def _flat(kind: str, fields: dict[str, Any]) -> dict[str, str]:
+    flat = {"kind": kind}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        flat[name] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return flat
+
+
+@dataclass
+class RunLog:
+    """What happened in one rule run, built up step by step."""
+
+    event_id: str
+    rule: str
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Audit:
-    """Appends run and step records to the audit stream, trimmed to the retention window."""
+    """Appends run and step records, trimmed to ``retention_s``."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, retention_s: float) -> None:
         self.redis = redis
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
 
+    def _min_id(self) -> int:
+        return int(time.time() * 1000) - self.retention_ms
+
     async def record(self, kind: str, **fields: Any) -> None:
         """Append one record; values that are not strings are written as JSON."""
-        flat = {"kind": kind}
-        for name, value in fields.items():
-            if value is None:
-                continue
-            flat[name] = value if isinstance(value, str) else json.dumps(value, default=str)
-        min_id = int(time.time() * 1000) - self.retention_ms
-        await self.redis.xadd(self.keys.audit, flat, minid=min_id, approximate=True)  # type: ignore[arg-type]
+        await self.redis.xadd(
+            self.keys.audit,
+            _flat(kind, fields),  # type: ignore[arg-type]
+            minid=self._min_id(),
+            approximate=True,
+        )
+
+    async def step(self, log: RunLog, **fields: Any) -> None:
+        """Record one step's outcome (``step``, ``status``, ``attempt``, ...)."""
+        summary = {k: v for k, v in fields.items() if v is not None and k != "params"}
+        log.steps.append(summary)
+        await self.record("step", id=log.event_id, rule=log.rule, **fields)
+
+    async def run(self, log: RunLog, status: str, **fields: Any) -> None:
+        """Record how the run ended, in the stream and in the event's hash."""
+        now_ms = int(time.time() * 1000)
+        doc = {
+            "rule": log.rule,
+            "status": status,
+            "started_ms": log.started_ms,
+            "duration_ms": now_ms - log.started_ms,
+            "steps": log.steps,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+        event_key = self.keys.event(log.event_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                self.keys.audit,
+                _flat(
+                    "run",
+                    {
+                        "id": log.event_id,
+                        "rule": log.rule,
+                        "status": status,
+                        "duration_ms": doc["duration_ms"],
+                        **fields,
+                    },
+                ),  # type: ignore[arg-type]
+                minid=self._min_id(),
+                approximate=True,
+            )
+            pipe.hset(event_key, f"run:{log.rule}", json.dumps(doc, default=str))
+            pipe.pexpire(event_key, self.retention_ms, nx=True)
+            await pipe.execute()

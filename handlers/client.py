@@ -6,7 +6,8 @@ This is the one module that catches ``httpx`` exceptions; everything else sees
 Retry policy (the step runner does the retrying; this module says what is safe):
 - 429 is always safe to retry, after ``Retry-After`` or ``X-RateLimit-Reset``.
 - 5xx and errors after the request may have reached the server are retried only for
-  idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE).
+  idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and for requests that carry an
+  ``Idempotency-Key`` (every non-GET API call a step makes does).
 - Errors before anything was sent (connect refused, pool timeout) are safe for any method.
 """
 
@@ -74,9 +75,11 @@ def wait_seconds(headers: httpx.Headers, now: float | None = None) -> float:
     return 1.0
 
 
-def _transport_error(exc: httpx.HTTPError, method: str, url: str) -> TransportError:
+def _transport_error(
+    exc: httpx.HTTPError, method: str, url: str, idempotency_key: str | None = None
+) -> TransportError:
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    safe = (not sent) or method in IDEMPOTENT
+    safe = (not sent) or method in IDEMPOTENT or idempotency_key is not None
     kind = type(exc).__name__
     return TransportError(
         f"{method} {url}: {kind}: {exc or 'no detail'}", retryable=safe, sent=sent
@@ -154,7 +157,7 @@ class ApiClient:
         try:
             response = await self._client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, method, url) from exc
+            raise _transport_error(exc, method, url, headers.get("Idempotency-Key")) from exc
         body = _parse_body(response)
         if response.status_code < 300:
             return Response(response.status_code, body, dict(response.headers))
@@ -177,7 +180,11 @@ class ApiClient:
                 code="redirect",
                 retryable=False,
             )
-        retryable = response.status_code >= 500 and method in IDEMPOTENT
+        # A repeat carrying the same Idempotency-Key is safe: the platform answers it from
+        # the first attempt instead of acting twice.
+        retryable = response.status_code >= 500 and (
+            method in IDEMPOTENT or "Idempotency-Key" in headers
+        )
         raise ApiError(
             message or (str(body)[:200] if body else response.reason_phrase),
             status=response.status_code,

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import redis.asyncio as aioredis
 
-from handlers.audit import Audit
+from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
-from handlers.deadletters import DeadLetters
 from handlers.exceptions import Deferred, StepError, StepTimeout
+from handlers.redact import redact, summarize
+from handlers.steps.base import StepContext
 from handlers.templates import render
+from receiver.deadletters import DeadLetters
 from receiver.keys import Keys
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a rule run ended: ok, failed (dead-lettered), deferred, throttled or skipped."""
+    """How a rule run ended: ok, failed (dead-lettered), deferred or throttled."""
 
     status: str
     detail: str = ""
@@ -89,65 +91,54 @@ async def run_rule(
     continues where it stopped instead of repeating side effects.
     """
     event_id = payload["id"]
+    log = RunLog(event_id, rule.name)
     progress_key = svc.keys.progress(event_id, rule.name)
     done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
     done = {int(k): json.loads(v) for k, v in done_raw.items()}
     if check_throttle and not done and await _throttled(svc, rule, payload):
-        await svc.audit.record("run", id=event_id, rule=rule.name, status="throttled")
+        await svc.audit.run(log, "throttled")
         return Outcome("throttled")
     steps: dict[str, Any] = {}
-    started = time.monotonic()
     for spec in rule.steps:
         if spec.index in done:
             if spec.id:
                 steps[spec.id] = done[spec.index]
             continue
         context = _context(payload, rule, steps)
-        if not spec.should_run(context):
-            await _finish_step(svc, progress_key, spec, None)
-            await svc.audit.record(
-                "step",
-                id=event_id,
-                rule=rule.name,
-                step=spec.index,
-                step_id=spec.id,
-                status="skipped",
-            )
-            continue
         first_attempt = 1 + (attempts_made or {}).get(spec.index, 0)
-        step_started = time.monotonic()
+        started = time.monotonic()
         try:
-            result, attempt = await _run_step(svc, payload, rule, spec, context, first_attempt)
+            if not spec.should_run(context):
+                await _finish_step(svc, progress_key, spec, None)
+                await svc.audit.step(log, step=spec.index, step_id=spec.id, status="skipped")
+                continue
+            params, result, attempt = await _run_step(
+                svc, payload, rule, spec, context, first_attempt
+            )
         except Deferred as exc:
-            await svc.audit.record(
-                "step",
-                id=event_id,
-                rule=rule.name,
+            attempt = int(exc.context.get("attempt", first_attempt))
+            await svc.audit.step(
+                log,
                 step=spec.index,
                 step_id=spec.id,
                 status="deferred",
+                attempt=attempt,
                 error=str(exc),
                 delay_s=round(exc.delay, 3),
             )
-            return Outcome(
-                "deferred",
-                str(exc),
-                exc.delay,
-                {spec.index: int(exc.context.get("attempt", first_attempt))},
-            )
+            await svc.audit.run(log, "deferred", error=str(exc))
+            return Outcome("deferred", str(exc), exc.delay, {spec.index: attempt})
         except StepError as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
-            duration_ms = round((time.monotonic() - step_started) * 1000, 1)
-            await svc.audit.record(
-                "step",
-                id=event_id,
-                rule=rule.name,
+            await svc.audit.step(
+                log,
                 step=spec.index,
                 step_id=spec.id,
                 status="failed",
                 attempt=attempt,
-                duration_ms=duration_ms,
+                duration_ms=_ms_since(started),
                 error=str(exc),
+                params=exc.context.get("params"),
             )
             if spec.continue_on_error:
                 failed = {"error": str(exc), "failed": True}
@@ -167,47 +158,36 @@ async def run_rule(
                     "attempts": attempt,
                 }
             )
-            await svc.audit.record(
-                "run",
-                id=event_id,
-                rule=rule.name,
-                status="failed",
-                error=str(exc),
-                deadletter=dl_id,
-            )
+            await svc.audit.run(log, "failed", error=str(exc), deadletter=dl_id)
             logger.warning(
-                "rule %s failed at step %d (%s): %s; dead letter %s",
+                "rule %s failed at %s: %s; dead letter %s",
                 rule.name,
-                spec.index,
-                spec.type,
+                spec.label,
                 exc,
                 dl_id,
                 extra={"event_id": event_id},
             )
             return Outcome("failed", str(exc))
-        duration_ms = round((time.monotonic() - step_started) * 1000, 1)
         await _finish_step(svc, progress_key, spec, result)
         if spec.id:
             steps[spec.id] = result
-        await svc.audit.record(
-            "step",
-            id=event_id,
-            rule=rule.name,
+        await svc.audit.step(
+            log,
             step=spec.index,
             step_id=spec.id,
             status="ok",
             attempt=attempt,
-            duration_ms=duration_ms,
+            duration_ms=_ms_since(started),
+            params=params,
+            result=summarize(result),
         )
     await svc.redis.delete(progress_key)
-    await svc.audit.record(
-        "run",
-        id=event_id,
-        rule=rule.name,
-        status="ok",
-        duration_ms=round((time.monotonic() - started) * 1000, 1),
-    )
+    await svc.audit.run(log, "ok")
     return Outcome("ok")
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
 
 
 async def _finish_step(svc: Services, progress_key: str, spec: StepSpec, result: Any) -> None:
@@ -224,15 +204,15 @@ async def _run_step(
     spec: StepSpec,
     context: Mapping[str, Any],
     first_attempt: int,
-) -> tuple[Any, int]:
-    """One step with its timeout and retry policy. Returns (result, attempt that succeeded).
+) -> tuple[Any, Any, int]:
+    """One step with its timeout and retry policy.
 
-    Raises ``StepError`` (with ``context['attempt']``) once retries are exhausted or the
-    error is permanent, and ``Deferred`` when the next wait is too long to sleep here.
+    Returns (redacted parameters, result, the attempt that succeeded). Raises
+    ``StepError`` (with ``context['attempt']``) once retries are exhausted or the error is
+    permanent, and ``Deferred`` when the next wait is too long to sleep here.
     """
-    from handlers.steps.base import StepContext
-
     attempt = first_attempt
+    shown: Any = None
     while True:
         step_ctx = StepContext(
             event_id=payload["id"],
@@ -248,21 +228,23 @@ async def _run_step(
         )
         try:
             params = spec.render(context)
+            shown = redact(params.model_dump(mode="json", by_alias=True, exclude_none=True))
             async with asyncio.timeout(spec.timeout):
-                return await spec.step_type.run(step_ctx, params), attempt
+                return shown, await spec.step_type.run(step_ctx, params), attempt
         except TimeoutError:
-            error: StepError = StepTimeout(f"step timed out after {spec.timeout:g}s")
+            error: StepError = StepTimeout(f"{spec.label} timed out after {spec.timeout:g}s")
         except StepError as exc:
             error = exc
         except Exception as exc:  # a bug or a bad value in the step: not worth retrying
             error = StepError(f"{type(exc).__name__}: {exc}", retryable=False)
         error.context["attempt"] = attempt
+        error.context["params"] = shown
         if not error.retryable or attempt >= spec.retry.attempts:
             raise error
         delay = max(spec.retry.delay(attempt), float(getattr(error, "retry_after", 0.0)))
         logger.info(
-            "step %d of %s failed (attempt %d/%d): %s; retrying in %.2fs",
-            spec.index,
+            "%s of %s failed (attempt %d/%d): %s; retrying in %.2fs",
+            spec.label,
             rule.name,
             attempt,
             spec.retry.attempts,

@@ -1,24 +1,35 @@
 """The arq worker: jobs ``process_event`` (match rules, run them) and ``run_rule`` (one
-rule again, after a deferral or from the dead-letter list)."""
+rule again, after a deferral or from the dead-letter list).
+
+Crash recovery: arq marks a running job with an in-progress key; we keep that key short
+(``IN_PROGRESS_TTL_S``) and refresh it from a heartbeat while the job runs, so when a
+worker dies its jobs are picked up by another within seconds, not after the job timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from arq.connections import RedisSettings
-from arq.worker import Worker
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker, func
 
-from handlers.audit import Audit
+from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
-from handlers.deadletters import DeadLetters
-from handlers.rules import RuleSet, load_rules
+from handlers.ordering import ResourceOrder
+from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
 from receiver import jobs
-from receiver.connection import connect
+from receiver.connection import RETRY_ERRORS, connect, retry_policy
+from receiver.deadletters import DeadLetters
 from receiver.keys import Keys
 from receiver.settings import Settings
 
@@ -27,29 +38,76 @@ logger = logging.getLogger("tashooks.worker")
 SERVICES = "tashooks"
 # A job whose worker died this many times is dead-lettered instead of tried again.
 MAX_JOB_TRIES = 10
+IN_PROGRESS_TTL_S = 15.0
+HEARTBEAT_S = 5.0
 
 
 async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, str]:
-    """Match the event against the rules and run every matching rule (concurrently)."""
+    """Match the event against the rules and run every matching rule (concurrently).
+
+    Ordered rules (the default) of an event about a resource run under that resource's
+    lock, and not at all when a newer event about it was handled already (stale).
+    """
     svc: Services = ctx[SERVICES]
+    order: ResourceOrder = ctx["order"]
     event = payload["event"]
+    event_id = payload["id"]
     if ctx.get("job_try", 1) > MAX_JOB_TRIES:
         dl_id = await svc.deadletters.add(
             {
-                "event_id": payload["id"],
+                "event_id": event_id,
                 "event": event,
                 "rule": None,
                 "error": f"the worker stopped {MAX_JOB_TRIES} times while handling this event",
                 "attempts": ctx["job_try"],
             }
         )
-        await svc.audit.record("run", id=payload["id"], status="failed", deadletter=dl_id)
+        await svc.audit.run(RunLog(event_id, "*"), "failed", deadletter=dl_id)
         return {}
     rules = svc.rules.match(event)
-    if not rules:
-        await svc.audit.record(
-            "run", id=payload["id"], status="no_match", type=str(event.get("event", ""))
+    data = event.get("data")
+    resource = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(resource, str) or not resource:
+        return await _run_all(ctx, payload, rules)
+    ordered = [r for r in rules if r.ordered]
+    unordered = [r for r in rules if not r.ordered]
+    async with order.locked(resource):
+        fresh = await order.advance(resource, int(payload.get("ts_ms", 0)))
+        if not fresh and not payload.get("replay"):
+            for rule in ordered:
+                await svc.audit.run(
+                    RunLog(event_id, rule.name),
+                    "stale",
+                    error="a newer event about this resource was handled",
+                )
+            if not unordered:
+                await _no_match(svc, payload, stale=True)
+            return await _run_all(ctx, payload, unordered, quiet=True)
+        if not unordered:
+            return await _run_all(ctx, payload, ordered)
+        results = await asyncio.gather(
+            _run_all(ctx, payload, ordered, quiet=True),
+            _run_all(ctx, payload, unordered, quiet=True),
         )
+        return {**results[0], **results[1]}
+
+
+async def _no_match(svc: Services, payload: Mapping[str, Any], stale: bool = False) -> None:
+    await svc.audit.record(
+        "run",
+        id=payload["id"],
+        status="stale" if stale else "no_match",
+        type=str(payload["event"].get("event", "")),
+    )
+
+
+async def _run_all(
+    ctx: Mapping[str, Any], payload: Mapping[str, Any], rules: list[Rule], quiet: bool = False
+) -> dict[str, str]:
+    svc: Services = ctx[SERVICES]
+    if not rules:
+        if not quiet:
+            await _no_match(svc, payload)
         return {}
     outcomes = await asyncio.gather(*(run_rule(svc, payload, rule) for rule in rules))
     for rule, outcome in zip(rules, outcomes, strict=True):
@@ -65,7 +123,7 @@ async def run_rule_job(
 ) -> str:
     """Run one rule of an event again (a deferred retry, or a dead letter retried)."""
     svc: Services = ctx[SERVICES]
-    rule = next((r for r in svc.rules.rules if r.name == rule_name), None)
+    rule = svc.rules.get(rule_name)
     if rule is None:
         dl_id = await svc.deadletters.add(
             {
@@ -76,9 +134,7 @@ async def run_rule_job(
                 "attempts": 0,
             }
         )
-        await svc.audit.record(
-            "run", id=payload["id"], rule=rule_name, status="failed", deadletter=dl_id
-        )
+        await svc.audit.run(RunLog(payload["id"], rule_name), "failed", deadletter=dl_id)
         return "failed"
     made = {int(k): v for k, v in (attempts_made or {}).items()}
     outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=False)
@@ -103,16 +159,36 @@ async def _defer_if_needed(
     )
 
 
+async def _heartbeat(ctx: dict[str, Any]) -> None:
+    """Keep this worker's running jobs and resource locks marked as alive."""
+    worker: Worker = ctx["worker"]
+    svc: Services = ctx[SERVICES]
+    order: ResourceOrder = ctx["order"]
+    ttl_ms = int(IN_PROGRESS_TTL_S * 1000)
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        try:
+            running = [job_id for job_id, task in worker.tasks.items() if not task.done()]
+            async with svc.redis.pipeline(transaction=False) as pipe:
+                for job_id in running:
+                    pipe.pexpire(in_progress_key_prefix + job_id, ttl_ms, xx=True)
+                pipe.zadd(svc.keys.workers, {ctx["worker_id"]: int(time.time() * 1000)})
+                await pipe.execute()
+            await order.refresh()
+        except Exception:  # never let the heartbeat die: log and try again
+            logger.exception("worker heartbeat failed")
+
+
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, retry_s=settings.redis_retry)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    api = ApiClient(settings.api_url, api_key)
+    api = ApiClient(settings.api_url, api_key, max_connections=settings.api_max_connections)
     http = httpx.AsyncClient(
         timeout=10.0, follow_redirects=False, headers={"User-Agent": "tashooks/0.1"}
     )
-    rules: RuleSet = ctx.get("rules") or load_rules(settings.rules)
+    rules: RuleSet = ctx["rules"]
     ctx[SERVICES] = Services(
         redis=redis,
         keys=keys,
@@ -124,26 +200,36 @@ async def _startup(ctx: dict[str, Any]) -> None:
         retention_s=settings.dedup_window,
         rules=rules,
     )
-    logger.info("worker ready: %d rules from %s", len(rules.rules), settings.rules)
+    ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
+    ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
+    ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
+    logger.info(
+        "worker ready: %d rules from %s (version %s)",
+        len(rules.rules),
+        settings.rules,
+        rules.version_hash,
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    heartbeat: asyncio.Task[None] | None = ctx.get("heartbeat")
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     svc: Services | None = ctx.get(SERVICES)
     if svc is None:
         return
+    with contextlib.suppress(Exception):
+        await svc.redis.zrem(svc.keys.workers, ctx["worker_id"])
     await svc.api.aclose()
     await svc.http.aclose()
     await svc.redis.aclose()
 
 
-def create_worker(
-    settings: Settings,
-    *,
-    rules: RuleSet | None = None,
-    handle_signals: bool = True,
-    grace_s: float = 30.0,
-) -> Worker:
-    """An arq worker for ``settings`` (call inside a running event loop).
+def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker:
+    """An arq worker for ``settings`` (call inside a running event loop). Signals are the
+    caller's to handle (see ``tashooks.daemon``).
 
     ``rules`` overrides loading the rules file (tests, demo); it must be loaded already so
     that a bad file is refused before the worker starts.
@@ -151,28 +237,34 @@ def create_worker(
     if rules is None:
         rules = load_rules(settings.rules)
     keys = Keys(settings.namespace)
-    return Worker(
-        functions=[_named(process_event, jobs.PROCESS_EVENT), _named(run_rule_job, jobs.RUN_RULE)],
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.retry = retry_policy(settings.redis_retry)
+    redis_settings.retry_on_error = RETRY_ERRORS
+    redis_settings.conn_retries = max(1, int(settings.redis_retry))
+    ctx: dict[str, Any] = {"settings": settings, "rules": rules}
+    worker = Worker(
+        functions=[
+            func(process_event, name=jobs.PROCESS_EVENT),
+            func(run_rule_job, name=jobs.RUN_RULE),
+        ],
         queue_name=keys.queue,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=redis_settings,
         job_serializer=jobs.serialize,
         job_deserializer=jobs.deserialize,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings, "rules": rules},
+        ctx=ctx,
         poll_delay=settings.poll_delay,
         max_jobs=settings.max_jobs,
         keep_result=0,
         max_tries=1000,  # our own limit is MAX_JOB_TRIES, with a dead letter instead of a drop
         job_timeout=3600,
-        handle_signals=handle_signals,
-        job_completion_wait=int(grace_s),
+        handle_signals=False,
         health_check_interval=10,
         health_check_key=f"{keys.ns}:worker:health",
     )
-
-
-def _named(coroutine: Any, name: str) -> Any:
-    from arq.worker import func
-
-    return func(coroutine, name=name)
+    # arq would wait job_timeout + 10 s before another worker may take over a job whose
+    # worker died; the heartbeat keeps live jobs' keys fresh, so a short TTL is safe.
+    worker.in_progress_timeout_s = IN_PROGRESS_TTL_S
+    ctx["worker"] = worker
+    return worker

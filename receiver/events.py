@@ -36,6 +36,11 @@ class Event:
     raw: dict[str, Any]
 
     @property
+    def timestamp_ms(self) -> int:
+        """The event's timestamp in milliseconds since the epoch."""
+        return int(self.timestamp.timestamp() * 1000)
+
+    @property
     def resource_id(self) -> str | None:
         """``data.id`` when it is a string (the resource the event is about)."""
         rid = self.data.get("id")

@@ -19,7 +19,7 @@ from receiver.events import Event, canonical_json, digest, new_event_id
 from receiver.exceptions import StoreUnavailable
 from receiver.keys import Keys
 
-# KEYS: dedup, job, queue, audit
+# KEYS: dedup, job, queue, audit, event hash
 # ARGV: event id, job bytes, score ms, job ttl ms, dedup ttl s, audit min id,
 #       type, resource, source, body
 _STORE = """
@@ -33,9 +33,12 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[6], '*',
+local sid = redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[6], '*',
   'kind', 'delivery', 'status', 'accepted', 'id', ARGV[1],
   'type', ARGV[7], 'resource', ARGV[8], 'source', ARGV[9], 'event', ARGV[10])
+redis.call('HSET', KEYS[5], 'stream', sid, 'type', ARGV[7], 'resource', ARGV[8],
+  'received_ms', ARGV[3])
+redis.call('PEXPIRE', KEYS[5], ARGV[4])
 return {1, ARGV[1]}
 """
 
@@ -67,7 +70,7 @@ class Ingestor:
         canonical = canonical_json(event.raw)
         job = serialize_job(
             jobs.PROCESS_EVENT,
-            (jobs.event_payload(event_id, event.raw, now_ms),),
+            (jobs.event_payload(event_id, event.raw, now_ms, event.timestamp_ms),),
             {},
             None,
             now_ms,
@@ -81,6 +84,7 @@ class Ingestor:
                     self.keys.job(event_id),
                     self.keys.queue,
                     self.keys.audit,
+                    self.keys.event(event_id),
                 ],
                 args=[
                     event_id,

@@ -24,6 +24,17 @@ def deserialize(data: bytes) -> Any:
     return json.loads(data)
 
 
-def event_payload(event_id: str, raw: dict[str, Any], received_ms: int) -> dict[str, Any]:
-    """The single argument of a ``process_event`` job."""
-    return {"id": event_id, "received_ms": received_ms, "event": raw}
+def event_payload(
+    event_id: str, raw: dict[str, Any], received_ms: int, ts_ms: int, replay: int = 0
+) -> dict[str, Any]:
+    """The single argument of a ``process_event`` job. ``ts_ms`` is the event's own
+    timestamp (for per-resource ordering); ``replay`` counts replays (0: first delivery)."""
+    payload: dict[str, Any] = {
+        "id": event_id,
+        "received_ms": received_ms,
+        "ts_ms": ts_ms,
+        "event": raw,
+    }
+    if replay:
+        payload["replay"] = replay
+    return payload

@@ -42,8 +42,23 @@ class Keys:
         return f"{self.ns}:dedup:{digest}"
 
     def event(self, event_id: str) -> str:
-        """The stored delivery (JSON), kept for the dedup window for replay and lookup."""
+        """Hash of one delivery, kept for the dedup window: ``stream`` (its audit entry id,
+        which holds the event), ``type``, ``resource``, ``received_ms``, ``replays`` and one
+        ``run:<rule>`` field (JSON) per rule run."""
         return f"{self.ns}:event:{event_id}"
+
+    def resource_last(self, resource_id: str) -> str:
+        """Timestamp (ms) of the newest event handled for a resource (ordering)."""
+        return f"{self.ns}:resource:{resource_id}:last"
+
+    def resource_lock(self, resource_id: str) -> str:
+        """Held while a worker runs ordered rules for a resource."""
+        return f"{self.ns}:resource:{resource_id}:lock"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live worker ids by last heartbeat (ms)."""
+        return f"{self.ns}:workers"
 
     def progress(self, event_id: str, rule: str) -> str:
         """Hash step index -> JSON result of a rule run's finished steps."""

@@ -47,8 +47,16 @@ class Settings(BaseSettings):
     # Jobs one worker runs at once.
     max_jobs: int = Field(default=50, gt=0)
     log_level: str = "INFO"
+    # Seconds running jobs get to finish on SIGTERM before they are cancelled (and re-run
+    # later by another worker).
+    shutdown_grace: float = 30.0
+    # How long a worker keeps retrying Redis commands through an outage before it exits
+    # (non-zero, for its supervisor to restart it).
+    redis_retry: float = 60.0
+    # Connections the worker keeps to the API (jobs beyond this wait for one).
+    api_max_connections: int = Field(default=100, gt=0)
 
-    @field_validator("dedup_window", mode="before")
+    @field_validator("dedup_window", "shutdown_grace", "redis_retry", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

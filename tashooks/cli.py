@@ -35,10 +35,14 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int:
+    from redis.exceptions import RedisError
+
     from handlers.exceptions import RulesError
     from tashooks.daemon import run_daemon
 
-    settings = _settings(host=args.host, port=args.port, rules=args.rules)
+    settings = _settings(
+        host=args.host, port=args.port, rules=args.rules, shutdown_grace=args.grace
+    )
     _setup_logging(settings.log_level)
     if receiver:
         try:
@@ -47,7 +51,7 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
             print(f"tashooks: {exc}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        asyncio.run(run_daemon(settings, receiver=receiver, worker=worker, grace_s=args.grace))
+        asyncio.run(run_daemon(settings, receiver=receiver, worker=worker))
     except RulesError as exc:
         print(
             f"{exc}\ntashooks: the rules file does not validate; fix it "
@@ -55,8 +59,12 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
             file=sys.stderr,
         )
         return 1
-    except OSError as exc:
-        print(f"tashooks: {exc}", file=sys.stderr)
+    except (OSError, RedisError) as exc:
+        print(
+            f"tashooks: Redis at {settings.redis_url} is unreachable ({exc}); exiting so that "
+            "a supervisor restarts this process. Check that Redis runs and TASHOOKS_REDIS_URL.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -168,9 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rules", help="rules file (TASHOOKS_RULES)")
         p.add_argument(
             "--grace",
-            type=float,
-            default=30.0,
-            help="seconds running jobs get to finish on SIGTERM (default 30)",
+            help="time running jobs get to finish on SIGTERM (TASHOOKS_SHUTDOWN_GRACE, 30s)",
         )
         p.set_defaults(
             func=lambda a, n=name: cmd_daemon(

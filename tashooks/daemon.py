@@ -26,12 +26,13 @@ async def run_daemon(
     rules: RuleSet | None = None,
     stop: asyncio.Event | None = None,
     started: asyncio.Event | None = None,
-    grace_s: float = 30.0,
+    grace_s: float | None = None,
     install_signals: bool = True,
 ) -> None:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM): the receiver stops accepting and
     drains; the worker stops taking jobs and lets running ones finish within ``grace_s``."""
     stop = stop or asyncio.Event()
+    grace_s = settings.shutdown_grace if grace_s is None else grace_s
     loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,7 +43,7 @@ async def run_daemon(
     try:
         if worker:
             rules = rules or load_rules(settings.rules)
-            arq_worker = create_worker(settings, rules=rules, handle_signals=False)
+            arq_worker = create_worker(settings, rules=rules)
             worker_task = asyncio.create_task(arq_worker.async_run())
         if receiver:
             app = create_app(settings)
