@@ -11,8 +11,9 @@ from receiver.connection import connect
 from receiver.ingest import Ingestor
 from receiver.keys import Keys
 from receiver.metrics import ReceiverMetrics
+from receiver.rejections import Rejections
 from receiver.settings import Settings
-from receiver.state import INGESTOR, METRICS, SECRETS, SETTINGS
+from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -34,6 +35,10 @@ def create_app(settings: Settings) -> web.Application:
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = connect(settings.redis_url)
-    app[INGESTOR] = Ingestor(redis, Keys(settings.namespace), settings.dedup_window)
+    keys = Keys(settings.namespace)
+    app[INGESTOR] = Ingestor(redis, keys, settings.dedup_window)
+    app[REJECTIONS] = rejections = Rejections(redis, keys, settings.dedup_window)
+    rejections.start()
     yield
+    await rejections.stop()
     await redis.aclose()

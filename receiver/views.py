@@ -13,7 +13,7 @@ from receiver import responses
 from receiver.events import EventInvalid, check_age, parse_event
 from receiver.exceptions import StoreUnavailable
 from receiver.signatures import HEADER, verify
-from receiver.state import INGESTOR, METRICS, SECRETS, SETTINGS
+from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
 
 logger = logging.getLogger("tashooks.receiver")
 RETRY_AFTER_S = "5"
@@ -33,6 +33,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _rejected(request: web.Request, outcome: str, field: str = "") -> None:
+    """Count a refused delivery (metrics, and the aggregated audit record); no I/O here."""
+    request.app[METRICS].delivery(outcome)
+    reason = f"{outcome}:{field}" if field else outcome
+    request.app[REJECTIONS].add(reason, request.remote or "")
+    logger.debug("delivery refused: %s", reason, extra={"source": request.remote or ""})
+
+
 async def post_webhook(request: web.Request) -> web.Response:
     """Verify, validate, deduplicate, store and queue one delivery (checks cheapest first)."""
     app = request.app
@@ -40,7 +48,7 @@ async def post_webhook(request: web.Request) -> web.Response:
     metrics = app[METRICS]
     body = await _read_body(request, settings.max_body)
     if body is None:
-        metrics.delivery("too_large")
+        _rejected(request, "too_large")
         return responses.error(
             413,
             "payload_too_large",
@@ -49,10 +57,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         )
     secrets: list[bytes] = app[SECRETS]
     if not verify(body, request.headers.get(HEADER), secrets):
-        metrics.delivery("unauthorized")
-        logger.warning(
-            "delivery refused: bad or missing signature", extra={"source": request.remote or ""}
-        )
+        _rejected(request, "unauthorized")
         return responses.error(
             401,
             "unauthorized",
@@ -63,7 +68,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         event = parse_event(body)
         check_age(event, settings.dedup_window)
     except EventInvalid as exc:
-        metrics.delivery("invalid")
+        _rejected(request, "invalid", exc.field)
         return responses.error(422, "validation_error", exc.message, {"field": exc.field})
     try:
         stored = await app[INGESTOR].store(event, source=request.remote or "")
