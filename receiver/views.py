@@ -5,6 +5,7 @@ Domain errors are mapped to HTTP answers here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -17,6 +18,8 @@ from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
 
 logger = logging.getLogger("tashooks.receiver")
 RETRY_AFTER_S = "5"
+# A body that takes longer than this to arrive is refused (slow clients hold connections).
+BODY_TIMEOUT_S = 30.0
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -46,7 +49,14 @@ async def post_webhook(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     metrics = app[METRICS]
-    body = await _read_body(request, settings.max_body)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            body = await _read_body(request, settings.max_body)
+    except TimeoutError:
+        _rejected(request, "body_timeout")
+        return responses.error(
+            408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT_S:g}s"
+        )
     if body is None:
         _rejected(request, "too_large")
         return responses.error(

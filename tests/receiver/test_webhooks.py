@@ -198,3 +198,22 @@ async def test_health_and_metrics(client: Client) -> None:
     await client.post("/webhooks", data=body, headers=signed(body))
     metrics = await (await client.get("/metrics")).text()
     assert 'tashooks_deliveries_total{event_type="vps.created",outcome="accepted"} 1.0' in metrics
+
+
+async def test_slow_body_is_refused(
+    client: Client, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from receiver import views
+
+    monkeypatch.setattr(views, "BODY_TIMEOUT_S", 0.3)
+    body = make_body()
+
+    async def trickle() -> Any:
+        yield body[:5]
+        await asyncio.sleep(2)
+        yield body[5:]
+
+    resp = await client.post("/webhooks", data=trickle(), headers=signed(body))
+    assert resp.status == 408
+    assert (await resp.json())["error"]["code"] == "request_timeout"
+    assert await queued_ids(redis) == []
