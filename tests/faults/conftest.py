@@ -89,7 +89,7 @@ class Env:
 
     def spawn(self, command: str, **extra: str) -> subprocess.Popen[str]:
         """Run ``tashooks COMMAND`` as a separate process (its output to a log file)."""
-        log = open(self.tmp / f"{command}-{len(self.procs)}.log", "w")  # noqa: SIM115
+        log = open(self.tmp / f"{command}-{len(self.procs)}.log", "w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "tashooks.cli", command],
             env=self.environ(**extra),

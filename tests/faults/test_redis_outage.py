@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import httpx
-import redis.asyncio as aioredis
 
 from tests.faults.conftest import Env, event_body, wait_until
 
