@@ -14,6 +14,7 @@ Retry policy (the step runner does the retrying; this module says what is safe):
 from __future__ import annotations
 
 import email.utils
+import logging
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ import httpx
 from handlers.exceptions import ApiError, RateLimited, TargetError, TransportError
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# How long one wait for a free pooled connection lasts before it is logged and renewed.
+POOL_WAIT_S = 1.0
+logger = logging.getLogger("tashooks.client")
 USER_AGENT = "tashooks/0.1"
 
 
@@ -103,12 +107,14 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
+        self.pool_waits = 0  # times a request waited POOL_WAIT_S for a free connection
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.AsyncClient(
             headers=headers,
-            timeout=httpx.Timeout(timeout, pool=timeout),
+            timeout=httpx.Timeout(timeout, pool=POOL_WAIT_S),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
@@ -153,11 +159,24 @@ class ApiClient:
         if json_body is not None:
             kwargs["json"] = json_body
         if timeout is not None:
-            kwargs["timeout"] = httpx.Timeout(timeout, pool=timeout)
-        try:
-            response = await self._client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, method, url, headers.get("Idempotency-Key")) from exc
+            kwargs["timeout"] = httpx.Timeout(timeout, pool=POOL_WAIT_S)
+        waited = 0.0
+        while True:
+            try:
+                response = await self._client.request(method, url, **kwargs)
+                break
+            except httpx.PoolTimeout:
+                # Every connection is busy: that is congestion here, not a failure of the
+                # API, so keep waiting (the step's own timeout still bounds the wait).
+                waited += POOL_WAIT_S
+                self.pool_waits += 1
+                logger.info(
+                    "all %d API connections busy for %.0fs; still waiting",
+                    self.max_connections,
+                    waited,
+                )
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, method, url, headers.get("Idempotency-Key")) from exc
         body = _parse_body(response)
         if response.status_code < 300:
             return Response(response.status_code, body, dict(response.headers))
