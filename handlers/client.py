@@ -14,8 +14,8 @@ Retry policy (the step runner does the retrying; this module says what is safe):
 from __future__ import annotations
 
 import email.utils
-import logging
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from types import TracebackType

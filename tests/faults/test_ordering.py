@@ -20,12 +20,16 @@ rules:
   - name: in-order
     on: vps.status_changed
     steps:
-      - http: {target: out, json: {rule: "in-order", id: "{{ event.data.id }}", n: "{{ event.data.n }}"}}
+      - http:
+          target: out
+          json: {rule: "in-order", id: "{{ event.data.id }}", n: "{{ event.data.n }}"}
   - name: every-one
     on: vps.status_changed
     ordered: false
     steps:
-      - http: {target: out, json: {rule: "every-one", id: "{{ event.data.id }}", n: "{{ event.data.n }}"}}
+      - http:
+          target: out
+          json: {rule: "every-one", id: "{{ event.data.id }}", n: "{{ event.data.n }}"}
 """
 
 
