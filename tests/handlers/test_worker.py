@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import stat
 import time
@@ -282,3 +283,37 @@ async def test_http_target_gets_the_event_and_throttle_drops_repeats(
     received = stack.slack.state.sink_requests("audit")
     assert [r.json["data"]["n"] for r in received] == ["1", "3"]
     assert received[0].headers.get("X-Tashooks-Event") == first
+
+
+async def test_backoff_is_capped_and_jittered_never_a_tight_loop(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack("""
+        version: 1
+        defaults:
+          retry: {attempts: 5, backoff: exponential, initial: 200ms, max: 400ms}
+        rules:
+          - name: lookup
+            on: vps.created
+            steps:
+              - api: {method: GET, path: "/vps"}
+    """)
+    state = stack.sim.state
+    state.add_fault("/v1/vps", method="GET", status=500, count=1)
+    state.add_fault("/v1/vps", method="GET", status=503, count=1)
+    state.add_fault("/v1/vps", method="GET", reset=True, count=1)
+    state.add_fault(
+        "/v1/vps",
+        method="GET",
+        status=429,
+        count=1,
+        headers={"X-RateLimit-Reset": str(int(time.time()) - 60)},
+    )  # past: now
+    event_id = await stack.send("vps.created", id="vps_1")
+    assert (await stack.wait_runs(event_id, max_wait=20))[0]["status"] == "ok"
+    times = [r.time for r in state.requests]
+    assert len(times) == 5
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Equal jitter: at least half of min(initial * 2**n, max), at most the cap (plus slack).
+    for gap, base in zip(gaps, [0.2, 0.4, 0.4, 0.4], strict=True):
+        assert base / 2 - 0.02 <= gap <= base + 0.25, gaps
