@@ -28,12 +28,18 @@ class EventInvalid(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated delivery."""
+    """A validated delivery; ``canonical`` is its canonical JSON (the dedup identity)."""
 
     type: str
     timestamp: datetime
     data: dict[str, Any]
     raw: dict[str, Any]
+    canonical: bytes = b""
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 hex of the canonical JSON."""
+        return hashlib.sha256(self.canonical).hexdigest()
 
     @property
     def timestamp_ms(self) -> int:
@@ -55,14 +61,33 @@ def parse_timestamp(value: Any) -> datetime:
         )
     try:
         return datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError as exc:
-        raise EventInvalid("timestamp", f"timestamp is not a valid date-time: {exc}") from exc
+    except ValueError:
+        raise EventInvalid(
+            "timestamp", f"timestamp {value!r} is not a valid date-time (RFC 3339)"
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is too large for a double")
+    return value
 
 
 def parse_event(body: bytes) -> Event:
-    """Validate a delivery body: a JSON object with ``event``, ``timestamp`` and ``data``."""
+    """Validate a delivery body: a JSON object with ``event``, ``timestamp`` and ``data``.
+
+    Strict JSON (RFC 8259): no NaN/Infinity, no numbers beyond a double, no unpaired
+    surrogates, nesting within Python's limits.
+    """
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise EventInvalid("body", "body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise EventInvalid("body", f"body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
@@ -74,7 +99,13 @@ def parse_event(body: bytes) -> Event:
     data = doc.get("data")
     if not isinstance(data, dict):
         raise EventInvalid("data", "data must be a JSON object")
-    return Event(type=etype, timestamp=ts, data=data, raw=doc)
+    try:
+        canonical = canonical_json(doc)
+    except UnicodeEncodeError:
+        raise EventInvalid("body", "body contains an unpaired UTF-16 surrogate") from None
+    except (RecursionError, ValueError):
+        raise EventInvalid("body", "body is nested too deeply") from None
+    return Event(type=etype, timestamp=ts, data=data, raw=doc, canonical=canonical)
 
 
 def check_age(event: Event, window_s: float, now: datetime | None = None) -> None:
@@ -109,3 +140,18 @@ def new_event_id(now_ms: int | None = None) -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "evt_" + "".join(reversed(chars))
+
+
+def id_time_ms(value: str) -> int | None:
+    """The time (ms) in an id made by ``new_event_id`` (any ``<prefix>_`` + ULID), or None
+    when ``value`` is not such an id."""
+    _, sep, ulid = value.rpartition("_")
+    if not sep or len(ulid) != 26:
+        return None
+    ms = 0
+    for char in ulid[:10].upper():
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            return None
+        ms = ms * 32 + digit
+    return ms

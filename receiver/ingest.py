@@ -7,6 +7,7 @@ marked as seen without being queued.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from arq.jobs import serialize_job
 from redis.exceptions import RedisError
 
 from receiver import jobs
-from receiver.events import Event, canonical_json, digest, new_event_id
+from receiver.events import FUTURE_SKEW, Event, canonical_json, new_event_id
 from receiver.exceptions import StoreUnavailable
 from receiver.keys import Keys
 
@@ -67,7 +68,7 @@ class Ingestor:
         """
         now_ms = int(time.time() * 1000)
         event_id = new_event_id(now_ms)
-        canonical = canonical_json(event.raw)
+        canonical = event.canonical or canonical_json(event.raw)
         job = serialize_job(
             jobs.PROCESS_EVENT,
             (jobs.event_payload(event_id, event.raw, now_ms, event.timestamp_ms),),
@@ -80,7 +81,7 @@ class Ingestor:
         try:
             result = await self._script(
                 keys=[
-                    self.keys.dedup(digest(event.raw)),
+                    self.keys.dedup(hashlib.sha256(canonical).hexdigest()),
                     self.keys.job(event_id),
                     self.keys.queue,
                     self.keys.audit,
@@ -93,7 +94,9 @@ class Ingestor:
                     # The job lives as long as the delivery is remembered: a worker that is
                     # down for days still finds it (arq's default would be one day).
                     window_ms,
-                    max(1, int(self.window_s)),
+                    # Remembered as long as its timestamp is acceptable: the window, plus
+                    # the 5 minutes an event may be ahead of our clock.
+                    max(1, int(self.window_s + FUTURE_SKEW.total_seconds())),
                     now_ms - window_ms,
                     event.type,
                     event.resource_id or "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,8 +64,34 @@ class Settings(BaseSettings):
 
     @field_validator("api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL, e.g. https://api.tasmanian.cloud/v1"
+            )
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"{value!r} is not a Redis URL, e.g. redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @field_validator("dedup_window")
+    @classmethod
+    def _window(cls, value: float) -> float:
+        if value < 60:
+            raise ValueError("must be at least 1m (deliveries are remembered that long)")
+        return value
 
     @property
     def webhook_secrets(self) -> list[bytes]:
@@ -106,5 +133,6 @@ def load_settings(**overrides: Any) -> Settings:
         messages = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            messages.append(f"{PREFIX}{field.upper()}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            messages.append(f"{PREFIX}{field.upper()}: {message}")
         raise SettingsError("; ".join(messages)) from exc

@@ -75,3 +75,50 @@ def test_event_ids_unique_and_time_ordered() -> None:
     assert len(set(ids)) == 100
     assert ids == sorted(ids)
     assert all(i.startswith("evt_") and len(i) == 30 for i in ids)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": NaN}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"a": "\\ud800"}',
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["nan", "infinity", "overflow", "lone-surrogate", "deep"],
+)
+def test_not_strict_json_is_refused(data: bytes) -> None:
+    body = b'{"event": "x", "timestamp": "2024-01-15T10:30:00Z", "data": ' + data + b"}"
+    with pytest.raises(EventInvalid) as info:
+        parse_event(body)
+    assert info.value.field == "body"
+
+
+def test_canonical_bytes_computed_once() -> None:
+    event = parse_event(
+        b'{"data": {"b": 1, "a": 2}, "timestamp": "2024-01-15T10:30:00Z", "event": "x"}'
+    )
+    assert event.canonical == canonical_json(event.raw)
+    assert event.digest == digest(event.raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("dedup_window", "0"),
+        ("dedup_window", "7days"),
+        ("log_level", "LOUD"),
+        ("api_url", "notaurl"),
+        ("redis_url", "foo://x"),
+        ("port", "70000"),
+        ("shutdown_grace", "soon"),
+    ],
+)
+def test_bad_settings_name_the_variable(name: str, value: str) -> None:
+    from receiver.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(**{name: value})
+    assert str(info.value).startswith(f"TASHOOKS_{name.upper()}: ")
+    assert "Value error" not in str(info.value)

@@ -217,3 +217,25 @@ async def test_slow_body_is_refused(
     assert resp.status == 408
     assert (await resp.json())["error"]["code"] == "request_timeout"
     assert await queued_ids(redis) == []
+
+
+async def test_broken_json_is_422_not_500(client: Client) -> None:
+    for data in (b'{"a": "\\ud800"}', b"[" * 1500 + b"]" * 1500, b'{"a": NaN}'):
+        body = (
+            b'{"event": "x", "timestamp": "'
+            + datetime.now(UTC).isoformat().encode()
+            + b'", "data": '
+            + data
+            + b"}"
+        )
+        resp = await client.post("/webhooks", data=body, headers=signed(body))
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"]["details"]["field"] in ("body", "data")
+
+
+async def test_dedup_outlives_the_future_skew(client: Client, redis: aioredis.Redis) -> None:
+    body = make_body()
+    await client.post("/webhooks", data=body, headers=signed(body))
+    [key] = [k async for k in redis.scan_iter(match=f"{KEYS.ns}:dedup:*")]
+    # An event may be up to 5 minutes ahead: it must be remembered until it is too old.
+    assert await redis.ttl(key) >= 7 * 86400 + 300 - 5
