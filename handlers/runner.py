@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
@@ -84,20 +85,82 @@ async def run_rule(
     attempts_made: Mapping[int, int] | None = None,
     check_throttle: bool = True,
 ) -> Outcome:
-    """Run ``rule``'s steps for the event in ``payload``; never raises for a step failure.
+    """Run ``rule``'s steps for the event in ``payload``. Never raises for a failure of the
+    rule (a step, a template, a bug): those end in the dead-letter list. Redis errors do
+    propagate: the job then runs again, from the first unfinished step.
 
     Finished steps' results are kept under the run's progress key, so running the same
     rule for the same event again (after a crash, a deferral or a dead-letter retry)
     continues where it stopped instead of repeating side effects.
     """
+    log = RunLog(payload["id"], rule.name)
+    try:
+        return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
+    except (RedisError, OSError):
+        raise
+    except Exception as exc:
+        logger.exception("rule %s crashed", rule.name, extra={"event_id": payload["id"]})
+        return await _dead_letter(
+            svc, payload, rule, log, None, StepError(f"{type(exc).__name__}: {exc}"), 1
+        )
+
+
+async def _dead_letter(
+    svc: Services,
+    payload: Mapping[str, Any],
+    rule: Rule,
+    log: RunLog,
+    spec: StepSpec | None,
+    exc: StepError,
+    attempt: int,
+) -> Outcome:
+    dl_id = await svc.deadletters.add(
+        {
+            "event_id": payload["id"],
+            "event": payload["event"],
+            "rule": rule.name,
+            "step": spec.index if spec else None,
+            "step_id": spec.id if spec else None,
+            "step_type": spec.type if spec else None,
+            "error": str(exc),
+            "attempts": attempt,
+        }
+    )
+    await svc.audit.run(log, "failed", error=str(exc), deadletter=dl_id)
+    where = spec.label if spec else "its start"
+    logger.warning(
+        "rule %s failed at %s: %s; dead letter %s",
+        rule.name,
+        where,
+        exc,
+        dl_id,
+        extra={"event_id": payload["id"]},
+    )
+    return Outcome("failed", str(exc))
+
+
+async def _run_rule(
+    svc: Services,
+    payload: Mapping[str, Any],
+    rule: Rule,
+    log: RunLog,
+    attempts_made: Mapping[int, int] | None,
+    check_throttle: bool,
+) -> Outcome:
     event_id = payload["id"]
-    log = RunLog(event_id, rule.name)
     progress_key = svc.keys.progress(event_id, rule.name)
     done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
     done = {int(k): json.loads(v) for k, v in done_raw.items()}
-    if check_throttle and not done and await _throttled(svc, rule, payload):
-        await svc.audit.run(log, "throttled")
-        return Outcome("throttled")
+    if check_throttle and not done:
+        try:
+            throttled = await _throttled(svc, rule, payload)
+        except StepError as exc:
+            return await _dead_letter(
+                svc, payload, rule, log, None, StepError(f"throttle key: {exc}"), 1
+            )
+        if throttled:
+            await svc.audit.run(log, "throttled")
+            return Outcome("throttled")
     steps: dict[str, Any] = {}
     for spec in rule.steps:
         if spec.index in done:
@@ -146,28 +209,7 @@ async def run_rule(
                 if spec.id:
                     steps[spec.id] = failed
                 continue
-            dl_id = await svc.deadletters.add(
-                {
-                    "event_id": event_id,
-                    "event": payload["event"],
-                    "rule": rule.name,
-                    "step": spec.index,
-                    "step_id": spec.id,
-                    "step_type": spec.type,
-                    "error": str(exc),
-                    "attempts": attempt,
-                }
-            )
-            await svc.audit.run(log, "failed", error=str(exc), deadletter=dl_id)
-            logger.warning(
-                "rule %s failed at %s: %s; dead letter %s",
-                rule.name,
-                spec.label,
-                exc,
-                dl_id,
-                extra={"event_id": event_id},
-            )
-            return Outcome("failed", str(exc))
+            return await _dead_letter(svc, payload, rule, log, spec, exc, attempt)
         await _finish_step(svc, progress_key, spec, result)
         if spec.id:
             steps[spec.id] = result

@@ -77,5 +77,8 @@ STEP = StepType(
     params=FileParams,
     run=run,
     literal=frozenset({"mode"}),
+    # Each value placed into the path is one file name: event data cannot add directories
+    # or walk up (``..``), only the rules file's own text can.
+    encoded=frozenset({"path"}),
     describe=lambda p: f"write {len(p.content)} bytes to DATA_DIR/{p.path} (mode {p.mode})",
 )

@@ -7,6 +7,7 @@ Slack answers 200 ``ok``; its permanent errors (``invalid_payload``, ``channel_n
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import model_validator
 
@@ -28,6 +29,8 @@ class SlackParams(Params):
     def _one_destination(self) -> SlackParams:
         if (self.target is None) == (self.url is None):
             raise ValueError("give exactly one of target (a name from targets:) or url")
+        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError(f"url {self.url!r} is not an http(s) URL")
         if self.text is None and self.blocks is None:
             raise ValueError("give text, blocks, or both")
         return self
@@ -55,7 +58,8 @@ STEP = StepType(
     name="slack",
     params=SlackParams,
     run=run,
-    literal=frozenset({"target"}),
+    # ``url`` is never a template: the host a message goes to comes from the rules file.
+    literal=frozenset({"target", "url"}),
     target_field="target",
     describe=lambda p: f"slack {p.target or 'url'}: {p.text!r}",
 )

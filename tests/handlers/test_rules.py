@@ -130,7 +130,7 @@ def test_render_steps(tmp_path: Path) -> None:
     assert (api.method, api.path) == ("GET", "/kubernetes/..%2F..%2Fwebhooks/kubeconfig")
     file = kube.steps[1].render(context(event, kubeconfig={"body": "apiVersion: v1"}))
     assert file.model_dump() == {
-        "path": "kubeconfigs/../../webhooks.yaml",
+        "path": "kubeconfigs/..%2F..%2Fwebhooks.yaml",
         "content": "apiVersion: v1",
         "mode": "0600",
     }
@@ -149,17 +149,30 @@ def test_render_validates_rendered_params(tmp_path: Path) -> None:
           - name: r
             on: vps.created
             steps:
-              - slack: {url: "{{ event.data.url }}", text: hi}
+              - slack: {url: "https://hooks.example/services/T/B/X", text: hi}
               - file: {path: out.txt, content: "{{ event.data.content }}"}
         """,
     )
     step = rules.rules[0].steps[0]
-    assert step.render(context(vps(url="https://x.example"))).model_dump()["url"] == (
-        "https://x.example"
+    assert step.render(context(vps())).model_dump()["url"] == (
+        "https://hooks.example/services/T/B/X"
     )
     with pytest.raises(TemplateError) as info:
         rules.rules[0].steps[1].render(context(vps()))
     assert info.value.retryable is False
+
+
+def test_slack_url_never_comes_from_event_data(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\nrules:\n  - name: r\n    on: vps.created\n    steps:\n"
+        '      - slack: {url: "{{ event.data.url }}", text: hi}\n'
+    )
+    with pytest.raises(RulesError) as info:
+        load_rules(path)
+    assert str(info.value) == (
+        f"{path}:6: slack: url '{{{{ event.data.url }}}}' is not an http(s) URL"
+    )
 
 
 def test_step_options(tmp_path: Path) -> None:

@@ -244,21 +244,62 @@ async def test_long_rate_limit_defers_the_rule_instead_of_sleeping(
     assert job["f"] == "run_rule" and job["a"][1] == "lookup"
 
 
-async def test_file_outside_data_dir_is_refused(make_stack: StackFactory) -> None:
+async def test_file_paths_stay_inside_data_dir(make_stack: StackFactory) -> None:
     stack = await make_stack("""
         version: 1
         rules:
           - name: write
             on: x.y
             steps:
-              - file: {path: "{{ event.data.name }}", content: "pwned"}
+              - file: {path: "out/{{ event.data.name }}.txt", content: "{{ event.data.name }}"}
+          - name: escape
+            on: x.escape
+            steps:
+              - file: {path: "../escape.txt", content: "pwned"}
     """)
-    for name in ("../escape.txt", "/tmp/escape.txt", "a/../../escape.txt"):
+    data = stack.settings.data_dir
+    for name in ("../escape", "/etc/passwd", "a/../../escape", ".."):
         event_id = await stack.send("x.y", name=name)
-        assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
-    assert not (stack.settings.data_dir.parent / "escape.txt").exists()
-    errors = [d["error"] for d in await stack.deadletters()]
-    assert len(errors) == 3 and all("outside DATA_DIR" in e for e in errors)
+        assert (await stack.wait_runs(event_id))[0]["status"] == "ok"
+    # Event values are one file name each, percent-encoded: no directories, no walking up.
+    written = sorted(p.name for p in (data / "out").iterdir())
+    assert written == [
+        "%2E%2E.txt",
+        "%2Fetc%2Fpasswd.txt",
+        "..%2Fescape.txt",
+        "a%2F..%2F..%2Fescape.txt",
+    ]
+    assert [p.name for p in data.iterdir()] == ["out"]
+    event_id = await stack.send("x.escape", n="1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    [dead] = await stack.deadletters()
+    assert "outside DATA_DIR" in dead["error"]
+    assert not (data.parent / "escape.txt").exists()
+
+
+async def test_template_errors_in_if_and_throttle_are_dead_lettered(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack("""
+        version: 1
+        rules:
+          - name: guarded
+            on: x.y
+            steps:
+              - if: "event.data.flag == 'yes'"
+                log: {message: "flagged"}
+          - name: throttled
+            on: x.y
+            throttle: {key: "{{ event.data.id }}", limit: 1, per: 1m}
+            steps:
+              - log: {message: "hi"}
+    """)
+    event_id = await stack.send("x.y", other="1")  # neither flag nor id
+    runs = {r["rule"]: r for r in await stack.wait_runs(event_id, n=2)}
+    assert runs["guarded"]["status"] == "failed"
+    assert runs["throttled"]["status"] == "failed"
+    errors = {d["rule"]: d["error"] for d in await stack.deadletters()}
+    assert "flag" in errors["guarded"] and "throttle key" in errors["throttled"]
 
 
 async def test_http_target_gets_the_event_and_throttle_drops_repeats(
