@@ -37,6 +37,17 @@ async def run_daemon(
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # Until rules reload on SIGHUP, it must at least not kill the daemon.
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: logger.warning(
+                "SIGHUP: reloading rules is not supported yet; restart "
+                "the process to load changed rules"
+            ),
+        )
+    # httpx logs every request's full URL at INFO; Slack webhook URLs carry their secret in
+    # the path, so its records stay out of our logs.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     runner: web.AppRunner | None = None
     arq_worker = None
     worker_task: asyncio.Task[None] | None = None
@@ -75,5 +86,5 @@ async def run_daemon(
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
         if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -141,3 +141,33 @@ async def test_kill_9_redis_with_fsync_always(make_env: Callable[..., Awaitable[
     finally:
         await redis.aclose()
     assert time.monotonic() - started < 150
+
+
+async def test_serve_survives_a_redis_restart(make_env: Callable[..., Awaitable[Env]]) -> None:
+    env = await make_env(SINK_RULES)
+    proc = env.spawn("serve")
+    readyz = env.url.replace("webhooks", "readyz")
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def ready() -> bool:
+            try:
+                return (await client.get(readyz)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, 20, "serve to be ready")
+        await asyncio.to_thread(env.redis_proc.stop)
+        resp = await env.post(client, event_body("tick", n=1))
+        assert resp.status_code == 503
+        assert (await client.get(readyz)).status_code == 503
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(env.redis_proc.start)
+        await wait_until(ready, 20, "serve to be ready again")
+        resp = await env.post(client, event_body("tick", n=2))
+        assert resp.status_code == 202
+
+    async def forwarded() -> bool:
+        return len(env.stub.state.sink_requests("out")) == 1
+
+    await wait_until(forwarded, 30, "the rule to run after the outage")
+    assert proc.poll() is None, env.logs()

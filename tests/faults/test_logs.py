@@ -1,0 +1,49 @@
+"""No secret reaches a log line, even at DEBUG."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from tests.faults.conftest import API_KEY, SECRET, Env, event_body, stop_process, wait_until
+
+SLACK_TOKEN = "xoxSECRETwebhookTOKEN42"
+
+
+async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[Env]]) -> None:
+    env = await make_env("""
+        version: 1
+        targets:
+          ops: {type: slack, url: "${SLACK_URL}"}
+        rules:
+          - name: tell
+            on: vps.status_changed
+            steps:
+              - api: {method: GET, path: "/vps"}
+              - slack: {target: ops, text: "{{ event.data.name }} is {{ event.data.status }}"}
+    """)
+    slack_url = env.stub.url_for(f"/services/T1/B1/{SLACK_TOKEN}")
+    proc = env.spawn("serve", TASHOOKS_LOG_LEVEL="DEBUG", SLACK_URL=slack_url)
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def accepted() -> bool:
+            try:
+                resp = await env.post(
+                    client,
+                    event_body("vps.status_changed", id="vps_1", name="web-1", status="stopped"),
+                )
+            except httpx.HTTPError:
+                return False
+            return resp.status_code == 202
+
+        await wait_until(accepted, 20, "serve to accept a delivery")
+        await env.post(client, event_body("vps.created", id="x"))  # no rule: still logged
+        await client.post(env.url, content=b"{}", headers={"X-Signature": "00"})
+    await env.stub.wait_for_messages(1, max_wait=20)
+    assert await asyncio.to_thread(stop_process, proc) == 0
+    logs = env.logs()
+    assert "DEBUG" in logs and "tashooks" in logs  # it did log, verbosely
+    for secret in (SLACK_TOKEN, SECRET, API_KEY):
+        assert secret not in logs, secret
