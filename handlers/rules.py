@@ -43,8 +43,8 @@ __all__ = [
 TOP_KEYS = ("version", "defaults", "targets", "rules")
 DEFAULTS_KEYS = ("timeout", "retry")
 TARGET_KEYS = ("type", "url", "headers", "allow_private")
-RULE_KEYS = ("name", "on", "when", "throttle", "ordered", "steps")
-THROTTLE_KEYS = ("key", "limit", "per")
+RULE_KEYS = ("name", "on", "when", "throttle", "concurrency", "ordered", "steps")
+THROTTLE_KEYS = ("key", "limit", "per", "mode")
 DEFAULT_TIMEOUT = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _NAME_RULE = "may only use letters, digits, '_', '.' and '-'"
@@ -235,12 +235,15 @@ class _Loader(StepReader):
         ordered = True
         if (value := spec.get("ordered")) is not None:
             ordered = self.boolean(value, "ordered") is not False
+        concurrency: int | None = None
+        if (value := spec.get("concurrency")) is not None:
+            concurrency = self.integer(value, "concurrency")
         ids: dict[str, int] = {}
         throttle = self.throttle(spec.get("throttle"), label, ids)
         steps = self.steps(self.required(spec, "steps", "rule"), label, ids, timeout, retry)
         if name is None or on is None or steps is None:
             return None
-        return Rule(name, on, steps, spec.line, when, throttle, ordered)
+        return Rule(name, on, steps, spec.line, when, throttle, ordered, concurrency)
 
     def on(self, node: Node | None) -> tuple[str, ...] | None:
         if node is None:
@@ -273,9 +276,16 @@ class _Loader(StepReader):
         key: Template | str | None = ""
         if (key_node := spec.get("key")) is not None:
             key = self.template(key_node, self.text(key_node, "throttle.key"), rule, -1, ids)
+        mode = "drop"
+        if (mode_node := spec.get("mode")) is not None:
+            text = self.text(mode_node, "throttle.mode")
+            if text not in ("drop", "delay"):
+                self.error(mode_node.line, f"throttle.mode must be drop or delay, not {text!r}")
+            else:
+                mode = text
         if limit is None or per is None or key is None:
             return None
-        return Throttle(limit, per, key, spec.line)
+        return Throttle(limit, per, key, spec.line, mode)
 
     def cross_references(self) -> None:
         """Targets named by steps, then ``steps.<id>`` in templates; unused targets warn."""

@@ -68,6 +68,9 @@ class Throttle:
     per: float
     key: Template | str = ""
     line: int = 0
+    # drop: runs over the limit are recorded as throttled and skipped; delay: they wait
+    # for the next window.
+    mode: str = "drop"
 
     def render_key(self, context: Mapping[str, Any]) -> str:
         """The throttle bucket for this event (``steps`` is empty at this point)."""
@@ -130,6 +133,8 @@ class Rule:
     when: Condition | None = None
     throttle: Throttle | None = None
     ordered: bool = True
+    # Runs of this rule at once, across all workers (None: no limit).
+    concurrency: int | None = None
 
     def matches_type(self, event_type: str) -> bool:
         """Whether ``event_type`` matches one of the ``on`` patterns (fnmatch, case-sensitive)."""

@@ -20,6 +20,7 @@ from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
 from handlers.exceptions import Deferred, StepError, StepTimeout
 from handlers.redact import redact, summarize
+from handlers.slots import RuleSlots
 from handlers.steps.base import StepContext
 from handlers.templates import render
 from receiver.deadletters import DeadLetters
@@ -47,6 +48,7 @@ class Services:
     data_dir: Path
     retention_s: float
     rules: RuleSet
+    slots: RuleSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,24 +59,30 @@ class Outcome:
     detail: str = ""
     delay: float = 0.0
     attempts: Mapping[int, int] | None = None
+    # A run delayed by its throttle must pass the throttle again when it comes back.
+    recheck_throttle: bool = False
 
 
 def _context(payload: Mapping[str, Any], rule: Rule, steps: dict[str, Any]) -> dict[str, Any]:
     return {"event": payload["event"], "steps": steps, "rule": rule.name, "event_id": payload["id"]}
 
 
-async def _throttled(svc: Services, rule: Rule, payload: Mapping[str, Any]) -> bool:
-    """Fixed-window throttle: True when this run is over the rule's limit (and is dropped)."""
+async def _throttled(svc: Services, rule: Rule, payload: Mapping[str, Any]) -> float | None:
+    """Fixed-window throttle: None when the run may go ahead, else the seconds until the
+    rule's window for this key ends."""
     throttle = rule.throttle
     if throttle is None:
-        return False
+        return None
     key = render(throttle.key, _context(payload, rule, {}))
     redis_key = svc.keys.throttle(rule.name, key)
     async with svc.redis.pipeline(transaction=True) as pipe:
         pipe.incr(redis_key)
         pipe.expire(redis_key, max(1, int(throttle.per)), nx=True)
-        count, _ = await pipe.execute()
-    return int(count) > throttle.limit
+        pipe.pttl(redis_key)
+        count, _, pttl = await pipe.execute()
+    if int(count) <= throttle.limit:
+        return None
+    return max(0.05, int(pttl) / 1000)
 
 
 async def run_rule(
@@ -95,7 +103,10 @@ async def run_rule(
     """
     log = RunLog(payload["id"], rule.name)
     try:
-        return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
+        if rule.concurrency is None:
+            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
+        async with svc.slots.hold(rule.name, rule.concurrency):
+            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
     except (RedisError, OSError):
         raise
     except Exception as exc:
@@ -158,7 +169,11 @@ async def _run_rule(
             return await _dead_letter(
                 svc, payload, rule, log, None, StepError(f"throttle key: {exc}"), 1
             )
-        if throttled:
+        if throttled is not None:
+            if rule.throttle is not None and rule.throttle.mode == "delay":
+                detail = f"throttled: runs again when the window ends in {throttled:.1f}s"
+                await svc.audit.run(log, "deferred", error=detail)
+                return Outcome("deferred", detail, throttled, recheck_throttle=True)
             await svc.audit.run(log, "throttled")
             return Outcome("throttled")
     steps: dict[str, Any] = {}

@@ -27,6 +27,7 @@ from handlers.client import ApiClient
 from handlers.ordering import ResourceOrder
 from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
+from handlers.slots import RuleSlots
 from receiver import jobs
 from receiver.connection import RETRY_ERRORS, connect, retry_policy
 from receiver.deadletters import DeadLetters
@@ -120,6 +121,7 @@ async def run_rule_job(
     payload: dict[str, Any],
     rule_name: str,
     attempts_made: dict[str, int] | None = None,
+    throttle: bool = False,
 ) -> str:
     """Run one rule of an event again (a deferred retry, or a dead letter retried)."""
     svc: Services = ctx[SERVICES]
@@ -137,7 +139,7 @@ async def run_rule_job(
         await svc.audit.run(RunLog(payload["id"], rule_name), "failed", deadletter=dl_id)
         return "failed"
     made = {int(k): v for k, v in (attempts_made or {}).items()}
-    outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=False)
+    outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=throttle)
     await _defer_if_needed(ctx, payload, rule_name, outcome)
     return outcome.status
 
@@ -148,14 +150,21 @@ async def _defer_if_needed(
     if outcome.status != "deferred":
         return
     attempts = {str(k): v for k, v in (outcome.attempts or {}).items()}
-    n = sum(attempts.values())
+    svc: Services = ctx[SERVICES]
+    # Unique per deferral: a rule may be delayed (by a 429 or its throttle) several times.
+    seq = await svc.redis.hincrby(  # type: ignore[misc]
+        svc.keys.event(payload["id"]), f"deferrals:{rule_name}", 1
+    )
     await ctx["redis"].enqueue_job(
         jobs.RUN_RULE,
         dict(payload),
         rule_name,
         attempts,
-        _job_id=f"{payload['id']}:{rule_name}:deferred:{n}",
+        outcome.recheck_throttle,
+        _job_id=f"{payload['id']}:{rule_name}:deferred:{seq}",
         _defer_by=outcome.delay,
+        # Kept as long as deliveries are (arq's default would be one day).
+        _expires=outcome.delay + svc.retention_s,
     )
 
 
@@ -175,6 +184,7 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
                 pipe.zadd(svc.keys.workers, {ctx["worker_id"]: int(time.time() * 1000)})
                 await pipe.execute()
             await order.refresh()
+            await svc.slots.refresh()
         except Exception:  # never let the heartbeat die: log and try again
             logger.exception("worker heartbeat failed")
 
@@ -199,6 +209,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         data_dir=settings.data_dir,
         retention_s=settings.dedup_window,
         rules=rules,
+        slots=RuleSlots(redis, keys),
     )
     ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"

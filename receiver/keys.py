@@ -43,8 +43,9 @@ class Keys:
 
     def event(self, event_id: str) -> str:
         """Hash of one delivery, kept for the dedup window: ``stream`` (its audit entry id,
-        which holds the event), ``type``, ``resource``, ``received_ms``, ``replays`` and one
-        ``run:<rule>`` field (JSON) per rule run."""
+        which holds the event), ``type``, ``resource``, ``received_ms``, ``replays`` and
+        ``retries`` (counters of ``receiver.requeue``), ``job`` (the newest job queued by a
+        replay or a retry) and one ``run:<rule>`` field (JSON) per rule: its latest run."""
         return f"{self.ns}:event:{event_id}"
 
     def resource_last(self, resource_id: str) -> str:
@@ -63,6 +64,10 @@ class Keys:
     def progress(self, event_id: str, rule: str) -> str:
         """Hash step index -> JSON result of a rule run's finished steps."""
         return f"{self.ns}:progress:{event_id}:{rule}"
+
+    def concurrency(self, rule: str) -> str:
+        """Sorted set of a rule's running claims (token -> expiry ms), for ``concurrency``."""
+        return f"{self.ns}:concurrency:{rule}"
 
     def throttle(self, rule: str, key: str) -> str:
         """Throttle window counter of a rule for one rendered key."""

@@ -586,7 +586,7 @@ INLINE_MISTAKES = [
         "rules:\n  - name: r\n    on: vps.created\n    throttle: {key: '{{ steps.a }}', "
         "limit: 1, per: 1m, burst: 2}\n    steps:\n      - {id: a, log: {message: hi}}\n",
         [
-            "5: unknown key 'burst' in throttle; expected one of: key, limit, per",
+            "5: unknown key 'burst' in throttle; expected one of: key, limit, per, mode",
             "5: steps.a cannot be used in throttle.key: it is rendered before any step runs",
         ],
     ),
@@ -674,8 +674,8 @@ MISTAKES: dict[str, list[str]] = {
         "1: warning: no rules: events are stored and audited, but nothing runs",
     ],
     "unknown_key_rule.yaml": [
-        "5: unknown key 'stpes' in rule; expected one of: name, on, when, throttle, ordered, "
-        "steps (did you mean 'steps'?)",
+        "5: unknown key 'stpes' in rule; expected one of: name, on, when, throttle, "
+        "concurrency, ordered, steps (did you mean 'steps'?)",
     ],
     "unknown_key_step.yaml": [
         "7: unknown key 'retries' in step; expected one of: id, if, timeout, retry, "
