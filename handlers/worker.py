@@ -25,6 +25,7 @@ from arq.worker import Worker, func
 from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
 from handlers.ordering import ResourceOrder
+from handlers.reload import RulesReloader, publish
 from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
 from handlers.slots import RuleSlots
@@ -214,6 +215,17 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
+    svc: Services = ctx[SERVICES]
+    await publish(redis, keys, rules, svc.audit, "start")
+    if ctx.get("watch_rules"):
+
+        def apply(new: RuleSet) -> None:
+            svc.rules = new
+            ctx["rules"] = new
+
+        reloader = RulesReloader(rules.path, rules, apply, redis, keys, svc.audit)
+        ctx["reloader"] = reloader
+        ctx["watch"] = asyncio.create_task(reloader.watch())
     logger.info(
         "worker ready: %d rules from %s (version %s)",
         len(rules.rules),
@@ -223,11 +235,12 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
-    heartbeat: asyncio.Task[None] | None = ctx.get("heartbeat")
-    if heartbeat is not None:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+    for name in ("heartbeat", "watch"):
+        task: asyncio.Task[None] | None = ctx.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     svc: Services | None = ctx.get(SERVICES)
     if svc is None:
         return
@@ -240,11 +253,13 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker:
     """An arq worker for ``settings`` (call inside a running event loop). Signals are the
-    caller's to handle (see ``tashooks.daemon``).
+    caller's to handle (see ``tashooks.daemon``); ``reload_rules(worker)`` reloads.
 
     ``rules`` overrides loading the rules file (tests, demo); it must be loaded already so
-    that a bad file is refused before the worker starts.
+    that a bad file is refused before the worker starts. Rules loaded here from
+    ``settings.rules`` are also reloaded when the file changes.
     """
+    watch = rules is None
     if rules is None:
         rules = load_rules(settings.rules)
     keys = Keys(settings.namespace)
@@ -252,7 +267,7 @@ def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker
     redis_settings.retry = retry_policy(settings.redis_retry)
     redis_settings.retry_on_error = RETRY_ERRORS
     redis_settings.conn_retries = max(1, int(settings.redis_retry))
-    ctx: dict[str, Any] = {"settings": settings, "rules": rules}
+    ctx: dict[str, Any] = {"settings": settings, "rules": rules, "watch_rules": watch}
     worker = Worker(
         functions=[
             func(process_event, name=jobs.PROCESS_EVENT),
@@ -279,3 +294,12 @@ def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker
     worker.in_progress_timeout_s = IN_PROGRESS_TTL_S
     ctx["worker"] = worker
     return worker
+
+
+async def reload_rules(worker: Worker, reason: str = "SIGHUP") -> bool:
+    """Reload the worker's rules file now (SIGHUP); False when refused or not reloadable."""
+    reloader: RulesReloader | None = worker.ctx.get("reloader")
+    if reloader is None:
+        logger.warning("%s: these rules were not loaded from a file; nothing to reload", reason)
+        return False
+    return await reloader.reload(reason)

@@ -57,6 +57,11 @@ class Keys:
         return f"{self.ns}:resource:{resource_id}:lock"
 
     @property
+    def rules_version(self) -> str:
+        """The version (hash) of the rules the workers last loaded, for ``/readyz``."""
+        return f"{self.ns}:rules:version"
+
+    @property
     def workers(self) -> str:
         """Sorted set of live worker ids by last heartbeat (ms)."""
         return f"{self.ns}:workers"

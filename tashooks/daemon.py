@@ -9,13 +9,27 @@ import signal
 from typing import Any
 
 from aiohttp import web
+from arq.worker import Worker
 
-from handlers.rules import RuleSet, load_rules
-from handlers.worker import create_worker
+from handlers.rules import RuleSet
+from handlers.worker import create_worker, reload_rules
 from receiver.app import create_app
 from receiver.settings import Settings
 
 logger = logging.getLogger("tashooks")
+
+
+_background: set[asyncio.Task[bool]] = set()
+
+
+def _on_sighup(worker: Worker | None) -> None:
+    """SIGHUP reloads the rules (a receiver alone has none: it only says so)."""
+    if worker is None:
+        logger.info("SIGHUP: this process runs no worker; no rules to reload")
+        return
+    task = asyncio.create_task(reload_rules(worker, "SIGHUP"))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def run_daemon(
@@ -30,30 +44,24 @@ async def run_daemon(
     install_signals: bool = True,
 ) -> None:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM): the receiver stops accepting and
-    drains; the worker stops taking jobs and lets running ones finish within ``grace_s``."""
+    drains; the worker stops taking jobs and lets running ones finish within ``grace_s``.
+    SIGHUP reloads the rules file."""
     stop = stop or asyncio.Event()
     grace_s = settings.shutdown_grace if grace_s is None else grace_s
     loop = asyncio.get_running_loop()
+    runner: web.AppRunner | None = None
+    arq_worker: Worker | None = None
+    worker_task: asyncio.Task[None] | None = None
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        # Until rules reload on SIGHUP, it must at least not kill the daemon.
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: logger.warning(
-                "SIGHUP: reloading rules is not supported yet; restart "
-                "the process to load changed rules"
-            ),
-        )
+        loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(arq_worker))
     # httpx logs every request's full URL at INFO; Slack webhook URLs carry their secret in
     # the path, so its records stay out of our logs.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    runner: web.AppRunner | None = None
-    arq_worker = None
-    worker_task: asyncio.Task[None] | None = None
     try:
         if worker:
-            rules = rules or load_rules(settings.rules)
+            # Rules from the file (rules=None) are also reloaded on SIGHUP and on change.
             arq_worker = create_worker(settings, rules=rules)
             worker_task = asyncio.create_task(arq_worker.async_run())
         if receiver:
