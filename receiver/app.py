@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from receiver import views
+from receiver.admin import add_admin_routes
+from receiver.auditlog import AuditLog
 from receiver.connection import connect
+from receiver.deadletters import DeadLetters
 from receiver.ingest import Ingestor
 from receiver.keys import Keys
 from receiver.metrics import ReceiverMetrics
 from receiver.rejections import Rejections
+from receiver.requeue import Requeue
 from receiver.settings import Settings
-from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
+from receiver.state import (
+    AUDIT_LOG,
+    CLOSING,
+    DEADLETTERS,
+    INGESTOR,
+    METRICS,
+    REJECTIONS,
+    REQUEUE,
+    SECRETS,
+    SETTINGS,
+)
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The receiver app. Refuses to build without a (non-empty) webhook secret."""
+    """The receiver app. Refuses to build without a (non-empty) webhook secret.
+
+    The admin API is added only when ``ADMIN_TOKEN`` is set (and not empty).
+    """
     secrets = settings.require_webhook_secret()
     # Bodies are read by the view with its own limit; this only caps other requests.
     app = web.Application(client_max_size=settings.max_body + 1)
     app[SETTINGS] = settings
     app[SECRETS] = secrets
     app[METRICS] = ReceiverMetrics()
+    app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_redis_ctx)
+    app.on_shutdown.append(_closing)
     app.router.add_post("/webhooks", views.post_webhook)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics_view)
+    app.router.add_get("/openapi.json", views.openapi_view)
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        add_admin_routes(app)
     return app
 
 
@@ -39,6 +62,14 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INGESTOR] = Ingestor(redis, keys, settings.dedup_window)
     app[REJECTIONS] = rejections = Rejections(redis, keys, settings.dedup_window)
     rejections.start()
+    app[AUDIT_LOG] = AuditLog(redis, keys)
+    app[REQUEUE] = Requeue(redis, keys, settings.dedup_window)
+    app[DEADLETTERS] = DeadLetters(redis, keys)
     yield
     await rejections.stop()
     await redis.aclose()
+
+
+async def _closing(app: web.Application) -> None:
+    """Live streams end when the app shuts down, rather than hold the shutdown up."""
+    app[CLOSING].set()

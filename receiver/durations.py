@@ -24,3 +24,12 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(f"{value!r} is not a duration; write e.g. 500ms, 10s, 5m, 2h or 7d")
     number, unit = match.groups()
     return float(number) * _UNITS[unit or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the largest unit (up to days) that divides it: 604800 -> ``7d``."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds:g}s"

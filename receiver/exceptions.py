@@ -3,7 +3,9 @@
 Hierarchy::
 
     ReceiverError
-    └── StoreUnavailable   Redis could not be reached or did not confirm the write
+    ├── StoreUnavailable   Redis could not be reached or did not confirm the write
+    ├── NotFound           no event / dead letter with that id (kind=, id=)
+    └── InvalidQuery       a query parameter of the admin API or the CLI is wrong (field=)
 """
 
 from __future__ import annotations
@@ -15,3 +17,27 @@ class ReceiverError(Exception):
 
 class StoreUnavailable(ReceiverError):
     """Redis did not confirm the write: nothing may be acknowledged."""
+
+
+class NotFound(ReceiverError):
+    """Nothing of ``kind`` (``event``, ``dead letter``) has id ``id`` (any more)."""
+
+    def __init__(self, kind: str, id: str) -> None:
+        super().__init__(kind, id)
+        self.kind = kind
+        self.id = id
+
+    def __str__(self) -> str:
+        return f"no {self.kind} {self.id}"
+
+
+class InvalidQuery(ReceiverError):
+    """A query parameter (``field``) has a value that cannot be used; the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"

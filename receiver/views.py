@@ -13,6 +13,7 @@ from aiohttp import web
 from receiver import responses
 from receiver.events import EventInvalid, check_age, parse_event
 from receiver.exceptions import StoreUnavailable
+from receiver.openapi import openapi_document
 from receiver.signatures import HEADER, verify
 from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
 
@@ -117,3 +118,8 @@ async def metrics_view(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this HTTP API."""
+    return web.json_response(openapi_document())

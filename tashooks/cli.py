@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.settings import Settings, SettingsError, load_settings
+from tashooks.cli_admin import add_admin_commands
 
 EXIT_USAGE = 2
 
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log")
     p.set_defaults(func=cmd_demo)
+
+    add_admin_commands(sub)
     return parser
 
 

@@ -42,8 +42,13 @@ class Stack:
     http: httpx.AsyncClient
 
     @property
+    def base(self) -> str:
+        """The receiver's root URL (the admin API lives there with ``admin_token=...``)."""
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}/webhooks"
+        return f"{self.base}/webhooks"
 
     async def send(self, event: str, **data: Any) -> str:
         """Post a signed delivery; return the event id (asserts 202)."""
@@ -90,7 +95,8 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 @pytest.fixture
 async def make_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
-    """``await make_stack(rules_yaml)``: start everything with that rules file."""
+    """``await make_stack(rules_yaml, **settings)``: start everything with that rules file;
+    keyword arguments override settings (e.g. ``admin_token="t"`` turns the admin API on)."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
     async def factory(rules_yaml: str, **overrides: Any) -> Stack:

@@ -15,6 +15,8 @@ from receiver.settings import Settings, load_settings
 from receiver.signatures import sign
 
 SECRET = "test-secret"
+ADMIN_TOKEN = "admin-test-token"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 Client = TestClient  # type: ignore[type-arg]
 
 
@@ -41,3 +43,19 @@ def settings(redis_url: str, tmp_path: Any) -> Settings:
 @pytest.fixture
 async def client(aiohttp_client: Callable[[Any], Awaitable[Client]], settings: Settings) -> Client:
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def admin_settings(redis_url: str, tmp_path: Any) -> Settings:
+    """Settings with the admin API on (token ``ADMIN_TOKEN``)."""
+    return load_settings(
+        redis_url=redis_url, webhook_secret=SECRET, data_dir=tmp_path, admin_token=ADMIN_TOKEN
+    )
+
+
+@pytest.fixture
+async def admin(
+    aiohttp_client: Callable[[Any], Awaitable[Client]], admin_settings: Settings
+) -> Client:
+    """A client of an app with the admin API on."""
+    return await aiohttp_client(create_app(admin_settings))

@@ -1,0 +1,146 @@
+"""The admin API against a whole tashooks: runs recorded by the real worker, replays and
+dead-letter retries run by it, audit records streamed live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from tests.handlers.conftest import SLACK_PATH, Stack, StackFactory
+
+TOKEN = "stack-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FAST_RETRY = "retry: {attempts: 2, backoff: exponential, initial: 10ms, max: 20ms}"
+
+RULES = f"""
+version: 1
+defaults:
+  {FAST_RETRY}
+targets:
+  ops: {{type: slack, url: "${{SLACK_URL}}"}}
+rules:
+  - name: notify
+    on: "vps.*"
+    steps:
+      - id: said
+        slack: {{target: ops, text: "{{{{ event.data.id }}}} {{{{ event.event }}}}"}}
+      - log: {{message: "told slack about {{{{ event.data.id }}}}"}}
+  - name: note
+    on: vps.created
+    steps:
+      - log: {{message: "created {{{{ event.data.id }}}}"}}
+"""
+
+
+async def api(stack: Stack, method: str, path: str, expect: int = 200, **params: Any) -> Any:
+    resp = await stack.http.request(method, stack.base + path, headers=AUTH, params=params)
+    assert resp.status_code == expect, resp.text
+    return resp.json() if resp.content else None
+
+
+async def settled(stack: Stack, event_id: str, max_wait: float = 15.0) -> dict[str, Any]:
+    """The event once nothing is queued or running for it any more."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        event: dict[str, Any] = await api(stack, "GET", f"/events/{event_id}")
+        if event["status"] != "pending":
+            return event
+        assert time.monotonic() < deadline, event
+        await asyncio.sleep(0.05)
+
+
+async def test_event_detail_shows_the_runs_of_the_real_worker(make_stack: StackFactory) -> None:
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    event_id = await stack.send("vps.created", id="vps_1")
+    nothing = await stack.send("template.deployed", id="tpl_1")
+    event = await settled(stack, event_id)
+    assert event["status"] == "ok" and event["type"] == "vps.created"
+    assert event["event"]["data"] == {"id": "vps_1"}
+    runs = {run["rule"]: run for run in event["runs"]}
+    assert set(runs) == {"notify", "note"}
+    assert runs["notify"]["status"] == "ok"
+    assert [s["status"] for s in runs["notify"]["steps"]] == ["ok", "ok"]
+    assert runs["notify"]["steps"][0]["step_id"] == "said"
+    assert (await settled(stack, nothing))["status"] == "no_match"
+
+    page = await api(stack, "GET", "/events", type="vps.*")
+    [item] = page["data"]
+    assert item["id"] == event_id and item["rules"] == {"notify": "ok", "note": "ok"}
+    assert [i["id"] for i in (await api(stack, "GET", "/events", status="no_match"))["data"]] == [
+        nothing
+    ]
+    assert (await stack.http.get(stack.base + "/events")).status_code == 401
+
+
+async def test_replay_runs_the_rules_again(make_stack: StackFactory) -> None:
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    event_id = await stack.send("vps.status_changed", id="vps_1", status="stopped")
+    await stack.wait_runs(event_id)
+    # A newer event about the same resource: replaying the older one is not "stale".
+    await stack.wait_runs(await stack.send("vps.status_changed", id="vps_1", status="running"))
+    queued = await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    assert queued == {"status": "queued", "job_id": f"{event_id}:replay:1", "event_id": event_id}
+    runs = await stack.wait_runs(event_id, 2)
+    assert [r["status"] for r in runs] == ["ok", "ok"]
+    event = await settled(stack, event_id)
+    assert event["status"] == "ok" and event["replays"] == 1
+    texts = [m.text for m in await stack.slack.wait_for_messages(3)]
+    assert texts.count("vps_1 vps.status_changed") == 3
+    await api(stack, "POST", "/events/evt_01UNKNOWN/replay", 404)
+
+
+async def test_deadletter_retry_completes_the_run_after_the_cause_is_fixed(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    stack.slack.fail(SLACK_PATH, status=500, count=None)
+    event_id = await stack.send("vps.deleted", id="vps_7")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    assert (await settled(stack, event_id))["status"] == "failed"
+    [dead] = (await api(stack, "GET", "/deadletters"))["data"]
+    assert dead["event_id"] == event_id and dead["rule"] == "notify" and dead["step"] == 0
+
+    stack.slack.state.clear_failures()
+    queued = await api(stack, "POST", f"/deadletters/{dead['id']}/retry", 202)
+    assert queued["job_id"] == f"{event_id}:notify:retry:1"
+    runs = await stack.wait_runs(event_id, 2)
+    assert runs[-1]["status"] == "ok"
+    assert (await settled(stack, event_id))["status"] == "ok"
+    assert (await api(stack, "GET", "/deadletters"))["data"] == []
+    assert [m.text for m in await stack.slack.wait_for_messages(1)] == ["vps_7 vps.deleted"]
+    await api(stack, "POST", f"/deadletters/{dead['id']}/retry", 404)
+
+
+async def test_deadletter_delete(make_stack: StackFactory) -> None:
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    stack.slack.fail(SLACK_PATH, "channel_is_archived", count=None)
+    event_id = await stack.send("vps.deleted", id="vps_8")
+    await stack.wait_runs(event_id)
+    [dead] = (await api(stack, "GET", "/deadletters"))["data"]
+    await api(stack, "DELETE", f"/deadletters/{dead['id']}", 204)
+    assert (await api(stack, "GET", "/deadletters"))["data"] == []
+    await api(stack, "DELETE", f"/deadletters/{dead['id']}", 404)
+
+
+async def test_stream_shows_deliveries_steps_and_runs_live(make_stack: StackFactory) -> None:
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    kinds: list[tuple[str, dict[str, Any]]] = []
+    async with stack.http.stream(
+        "GET", stack.base + "/events/stream", headers=AUTH, params={"type": "vps.*"}
+    ) as resp:
+        assert resp.status_code == 200
+        lines = resp.aiter_lines()
+        await stack.send("kubernetes.ready", id="k8s_1")  # filtered out
+        event_id = await stack.send("vps.created", id="vps_1")
+        kind = ""
+        while sum(k == "run" for k, _ in kinds) < 2:
+            line = await asyncio.wait_for(anext(lines), 10)
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                kinds.append((kind, json.loads(line[6:])))
+    assert kinds[0][0] == "delivery" and kinds[0][1]["id"] == event_id
+    assert {k for k, _ in kinds} == {"delivery", "step", "run"}
+    assert all(record["id"] == event_id for _, record in kinds)

@@ -1,0 +1,259 @@
+"""The admin API on the receiver alone: auth, listing filters and pages, event detail,
+replay and dead letters (no worker runs here: outcomes are written as the worker would)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from receiver.deadletters import DeadLetters
+from receiver.keys import Keys
+from receiver.state import REJECTIONS
+from tests.receiver.conftest import ADMIN_TOKEN, AUTH, Client, make_body, signed
+
+KEYS = Keys()
+
+
+async def deliver(client: Client, event: str = "vps.created", **data: Any) -> str:
+    body = make_body(event, **data)
+    resp = await client.post("/webhooks", data=body, headers=signed(body))
+    assert resp.status == 202, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def finish(redis: aioredis.Redis, event_id: str, **runs: str) -> None:
+    """What the worker leaves behind: its job gone, the latest run of each rule kept."""
+    await redis.delete(KEYS.job(event_id))
+    for rule, status in runs.items():
+        doc = {"rule": rule, "status": status, "started_ms": int(time.time() * 1000)}
+        await redis.hset(KEYS.event(event_id), f"run:{rule}", json.dumps(doc))
+
+
+async def get(client: Client, path: str, expect: int = 200, **params: Any) -> Any:
+    resp = await client.get(path, params=params, headers=AUTH)
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def test_admin_routes_404_without_a_token(client: Client) -> None:
+    for path in ("/events", "/events/stream", "/deadletters", "/events/evt_x"):
+        resp = await client.get(path, headers=AUTH)
+        assert resp.status == 404, path
+    assert (await client.post("/events/evt_x/replay", headers=AUTH)).status == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": ADMIN_TOKEN},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+        {"Authorization": "Bearer "},
+    ],
+)
+async def test_admin_routes_refuse_a_missing_or_wrong_token(
+    admin: Client, headers: dict[str, str]
+) -> None:
+    for method, path in (
+        ("GET", "/events"),
+        ("GET", "/events/stream"),
+        ("GET", "/events/evt_x"),
+        ("POST", "/events/evt_x/replay"),
+        ("GET", "/deadletters"),
+        ("POST", "/deadletters/dl_x/retry"),
+        ("DELETE", "/deadletters/dl_x"),
+    ):
+        resp = await admin.request(method, path, headers=headers)
+        assert resp.status == 401, (method, path)
+        body = await resp.json()
+        assert body["error"]["code"] == "unauthorized"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_events_filters(admin: Client, redis: aioredis.Redis) -> None:
+    created = await deliver(admin, "vps.created", id="vps_1", name="web-1")
+    stopped = await deliver(admin, "vps.status_changed", id="vps_1", status="stopped")
+    cluster = await deliver(admin, "kubernetes.ready", id="k8s_1")
+    nothing = await deliver(admin, "template.deployed", id="tpl_1")
+    body = make_body("vps.created", id="vps_1", name="web-1")
+    await admin.post("/webhooks", data=body, headers=signed(body))  # a new event
+    await admin.post("/webhooks", data=body, headers=signed(body))  # ...and its duplicate
+    await finish(redis, created, notify="ok", audit="throttled")
+    await finish(redis, stopped, notify="failed", audit="ok")
+    await finish(redis, nothing)
+
+    page = await get(admin, "/events")
+    ids = [item["id"] for item in page["data"]]
+    assert len(ids) == 6 and page["next_cursor"] is None
+    assert ids[2:] == [nothing, cluster, stopped, created]  # newest first
+    assert page["data"][0]["status"] == "duplicate" and page["data"][0]["id"] == ids[1]
+    assert page["data"][-1]["rules"] == {"notify": "ok", "audit": "throttled"}
+    assert page["data"][-1]["resource"] == "vps_1"
+
+    def ids_of(page: dict[str, Any]) -> list[str]:
+        return [item["id"] for item in page["data"]]
+
+    assert ids_of(await get(admin, "/events", type="vps.*")) == [ids[0], ids[1], stopped, created]
+    assert ids_of(await get(admin, "/events", type="kubernetes.ready")) == [cluster]
+    assert ids_of(await get(admin, "/events", resource="k8s_1")) == [cluster]
+    assert ids_of(await get(admin, "/events", status="ok")) == [created]
+    assert ids_of(await get(admin, "/events", status="failed")) == [stopped]
+    assert ids_of(await get(admin, "/events", status="no_match")) == [nothing]
+    assert ids_of(await get(admin, "/events", status="pending")) == [ids[1], cluster]
+    assert ids_of(await get(admin, "/events", status="duplicate")) == [ids[0]]
+    assert len(ids_of(await get(admin, "/events", status="accepted"))) == 5
+    assert ids_of(await get(admin, "/events", status="ok,failed")) == [stopped, created]
+    assert ids_of(await get(admin, "/events", type="vps.*", status="pending")) == [ids[1]]
+    assert len(ids_of(await get(admin, "/events", since="1h"))) == 6
+    assert ids_of(await get(admin, "/events", until="1h")) == []
+    assert ids_of(await get(admin, "/events", since="2000-01-01T00:00:00Z", until="1m")) == []
+    assert len(ids_of(await get(admin, "/events", until="2999-01-01T00:00:00Z"))) == 6
+
+
+async def test_bad_parameters_are_422_with_the_field(admin: Client) -> None:
+    for params, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2024-01-01"}, "until"),
+        ({"cursor": "abc"}, "cursor"),
+        ({"since": "1m", "until": "1h"}, "since"),
+    ):
+        body = await get(admin, "/events", 422, **params)
+        assert body["error"]["code"] == "validation_error"
+        assert body["error"]["details"]["field"] == field, params
+    body = await get(admin, "/deadletters", 422, cursor="nope")
+    assert body["error"]["details"]["field"] == "cursor"
+
+
+async def test_pages_follow_the_cursor_without_gaps_or_repeats(admin: Client) -> None:
+    sent = [await deliver(admin, "vps.created", id=f"vps_{n}") for n in range(7)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = await get(admin, "/events", **params)
+        pages += 1
+        seen += [item["id"] for item in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        # Arrivals between pages do not shift the pages.
+        await deliver(admin, "vps.created", id=f"late_{pages}")
+    assert seen == list(reversed(sent))
+    assert pages == 3
+
+
+async def test_rejected_deliveries_listed_when_asked(admin: Client) -> None:
+    body = make_body()
+    await admin.post("/webhooks", data=body, headers=signed(body, "wrong"))
+    await admin.post("/webhooks", data=body, headers=signed(body, "wrong"))
+    await deliver(admin)
+    await admin.app[REJECTIONS].flush()
+    assert all(i["delivery"] == "accepted" for i in (await get(admin, "/events"))["data"])
+    [rejected] = (await get(admin, "/events", status="rejected"))["data"]
+    assert rejected["status"] == "rejected" and rejected["reason"] == "unauthorized"
+    assert rejected["count"] == 2 and rejected["first_at"] <= rejected["last_at"]
+    both = (await get(admin, "/events", status="rejected,accepted"))["data"]
+    assert [i["delivery"] for i in both] == ["rejected", "accepted"]
+
+
+async def test_event_detail_and_404(admin: Client, redis: aioredis.Redis) -> None:
+    event_id = await deliver(admin, "vps.created", id="vps_9", name="web-9")
+    event = await get(admin, f"/events/{event_id}")
+    assert event["id"] == event_id and event["status"] == "pending"
+    assert event["event"]["data"] == {"id": "vps_9", "name": "web-9"}
+    assert event["type"] == "vps.created" and event["resource"] == "vps_9"
+    assert event["runs"] == [] and event["replays"] == 0
+    await finish(redis, event_id, notify="ok")
+    event = await get(admin, f"/events/{event_id}")
+    assert event["status"] == "ok" and [r["rule"] for r in event["runs"]] == ["notify"]
+    body = await get(admin, "/events/evt_01NOPE", 404)
+    assert body["error"]["code"] == "not_found"
+    assert body["error"]["message"] == "no event evt_01NOPE in the last 7d"
+
+
+async def test_replay_queues_the_event_again(admin: Client, redis: aioredis.Redis) -> None:
+    event_id = await deliver(admin, "vps.created", id="vps_1")
+    await finish(redis, event_id, notify="failed")
+    resp = await admin.post(f"/events/{event_id}/replay", headers=AUTH)
+    assert resp.status == 202
+    assert await resp.json() == {
+        "status": "queued",
+        "job_id": f"{event_id}:replay:1",
+        "event_id": event_id,
+    }
+    job = json.loads(await redis.get(KEYS.job(f"{event_id}:replay:1")))
+    assert job["f"] == "process_event"
+    [payload] = job["a"]
+    assert payload["id"] == event_id and payload["replay"] == 1
+    assert payload["event"]["data"] == {"id": "vps_1"} and payload["ts_ms"] > 0
+    assert await redis.zscore(KEYS.queue, f"{event_id}:replay:1") is not None
+    # The event now shows as pending (its replay's job is queued), runs forgotten.
+    event = await get(admin, f"/events/{event_id}")
+    assert event["status"] == "pending" and event["runs"] == [] and event["replays"] == 1
+    resp = await admin.post(f"/events/{event_id}/replay", headers=AUTH)
+    assert (await resp.json())["job_id"] == f"{event_id}:replay:2"
+    resp = await admin.post("/events/evt_01NOPE/replay", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_deadletters_list_retry_delete(admin: Client, redis: aioredis.Redis) -> None:
+    event_id = await deliver(admin, "vps.created", id="vps_1")
+    await finish(redis, event_id, notify="failed")
+    store = DeadLetters(redis, KEYS)
+    raw = json.loads(make_body("vps.created", id="vps_1"))
+    dl_ids = [
+        await store.add({"event_id": event_id, "event": raw, "rule": "notify", "error": f"e{n}"})
+        for n in range(5)
+    ]
+    # Newest first (ids made in the same millisecond in id order), in pages.
+    listed = (await get(admin, "/deadletters"))["data"]
+    everything = [d["id"] for d in listed]
+    assert sorted(everything) == sorted(dl_ids)
+    times = [d["failed_at_ms"] for d in listed]
+    assert times == sorted(times, reverse=True)
+    page = await get(admin, "/deadletters", limit=2)
+    page2 = await get(admin, "/deadletters", limit=2, cursor=page["next_cursor"])
+    page3 = await get(admin, "/deadletters", limit=2, cursor=page2["next_cursor"])
+    paged = [d["id"] for p in (page, page2, page3) for d in p["data"]]
+    assert paged == everything and page3["next_cursor"] is None
+    dl_ids = everything[::-1]  # oldest first
+
+    resp = await admin.post(f"/deadletters/{dl_ids[0]}/retry", headers=AUTH)
+    assert resp.status == 202
+    job_id = f"{event_id}:notify:retry:1"
+    assert (await resp.json())["job_id"] == job_id
+    job = json.loads(await redis.get(KEYS.job(job_id)))
+    assert job["f"] == "run_rule" and job["a"][1:] == ["notify", {}]
+    assert job["a"][0]["id"] == event_id and job["a"][0]["event"] == raw
+    assert await redis.zscore(KEYS.queue, job_id) is not None
+    assert await store.get(dl_ids[0]) is None
+    assert (await get(admin, f"/events/{event_id}"))["status"] == "pending"
+    resp = await admin.post(f"/deadletters/{dl_ids[0]}/retry", headers=AUTH)
+    assert resp.status == 404
+
+    assert (await admin.delete(f"/deadletters/{dl_ids[1]}", headers=AUTH)).status == 204
+    assert (await admin.delete(f"/deadletters/{dl_ids[1]}", headers=AUTH)).status == 404
+    assert await store.size() == 3
+
+
+async def test_deadletter_without_a_rule_is_retried_as_a_replay(
+    admin: Client, redis: aioredis.Redis
+) -> None:
+    event_id = await deliver(admin, "vps.created", id="vps_1")
+    store = DeadLetters(redis, KEYS)
+    raw = json.loads(make_body("vps.created", id="vps_1"))
+    dl_id = await store.add({"event_id": event_id, "event": raw, "rule": None, "error": "x"})
+    resp = await admin.post(f"/deadletters/{dl_id}/retry", headers=AUTH)
+    assert (await resp.json())["job_id"] == f"{event_id}:replay:1"
+    job = json.loads(await redis.get(KEYS.job(f"{event_id}:replay:1")))
+    assert job["f"] == "process_event" and job["a"][0]["replay"] == 1
