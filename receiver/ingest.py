@@ -111,6 +111,14 @@ class Ingestor:
             id=stored_id.decode() if isinstance(stored_id, bytes) else str(stored_id), new=bool(new)
         )
 
+    async def rules_version(self) -> str | None:
+        """The version hash workers published when they last loaded the rules."""
+        try:
+            raw = await self.redis.get(self.keys.rules_version)
+        except (RedisError, OSError):
+            return None
+        return raw.decode() if isinstance(raw, bytes) else None
+
     async def ping(self) -> bool:
         """True when Redis answers."""
         try:

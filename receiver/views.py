@@ -106,9 +106,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Redis is reachable (so deliveries can be stored)."""
-    if await request.app[INGESTOR].ping():
-        return web.json_response({"status": "ready", "redis": "ok"})
+    """Redis is reachable (so deliveries can be stored); also the version of the rules the
+    workers last loaded (``null`` before any worker started)."""
+    ingestor = request.app[INGESTOR]
+    if await ingestor.ping():
+        version = await ingestor.rules_version()
+        return web.json_response({"status": "ready", "redis": "ok", "rules_version": version})
     return responses.error(
         503, "unavailable", "Redis is not reachable", headers={"Retry-After": RETRY_AFTER_S}
     )

@@ -48,6 +48,8 @@ async def test_reload_on_change_and_sighup_keeps_last_good(
             await wait_until(lambda: _exists(data / "one-1.txt"), 20, "rules one to run")
             first = (await redis.get(env.keys.rules_version)).decode()
             assert first == load_rules(env.rules).version_hash
+            readyz = await client.get(env.url.replace("webhooks", "readyz"))
+            assert readyz.json()["rules_version"] == first
 
             env.rules.write_text(rules_writing("two"))  # a change is picked up by itself
             second = load_rules(env.rules).version_hash
