@@ -22,7 +22,10 @@ rules:
     on: job.start
     ordered: false
     steps:
-      - api: {method: POST, path: "/networks", json: {name: "{{ event.data.name }}", cidr: "10.0.0.0/24"}}
+      - api:
+          method: POST
+          path: "/networks"
+          json: {name: "{{ event.data.name }}", cidr: "10.0.0.0/24"}
       - api: {method: GET, path: "/networks"}
 """
 
