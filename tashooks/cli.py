@@ -117,7 +117,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     url = args.url or f"http://{settings.host}:{settings.port}/webhooks"
     doc = {
         "event": args.type,
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        # Milliseconds: two sends of the same data in one second are two events.
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "data": _parse_data(args.data),
     }
     body = json.dumps(doc).encode()
@@ -136,6 +137,37 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 1
     print(f"{response.status_code} {response.text}")
     return 0 if response.status_code < 300 else 1
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from tashooks.register import RegisterError, new_secret, register_webhook
+
+    settings = _settings()
+    if settings.api_key is None:
+        print(
+            "tashooks register: set TASHOOKS_API_KEY (an API key of the account)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    events = [e for item in args.events for e in item.split(",") if e] or None
+    secret = new_secret()
+    try:
+        answer = asyncio.run(
+            register_webhook(
+                settings.api_url,
+                settings.api_key.get_secret_value(),
+                args.url,
+                events=events,
+                secret=secret,
+            )
+        )
+    except RegisterError as exc:
+        print(f"tashooks register: {exc}", file=sys.stderr)
+        return 1
+    print(f"registered webhook {answer.get('id', '?')} for {args.url}")
+    print(f"events: {', '.join(answer.get('events') or events or ['all'])}")
+    print("secret (shown once; give it to tashooks as TASHOOKS_WEBHOOK_SECRET):")
+    print(answer.get("secret", secret))
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -201,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="receiver URL (default http://HOST:PORT/webhooks)")
     p.add_argument("--secret", help="signing secret (default TASHOOKS_WEBHOOK_SECRET)")
     p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "register",
+        help="create the webhook on tasmanian.cloud with a new secret (printed once)",
+    )
+    p.add_argument("--url", required=True, help="the public URL of this receiver's /webhooks")
+    p.add_argument(
+        "--events",
+        action="append",
+        default=[],
+        metavar="TYPE[,TYPE…]",
+        help="event types to receive (default: all)",
+    )
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("simulate", help="run a local tasmanian.cloud API that sends webhooks")
     p.add_argument("--host", default="127.0.0.1")

@@ -163,3 +163,40 @@ def test_serve_send_and_sigterm(redis_url: str, tmp_path: Path) -> None:
             proc.communicate()
             pytest.fail("serve did not stop on SIGTERM")
     assert proc.returncode == 0, stderr
+
+
+async def test_register_creates_the_webhook_and_prints_the_secret_once() -> None:
+    import asyncio
+
+    from tashooks.simulator import SimulatorConfig, start_simulator
+
+    sim = await start_simulator(
+        SimulatorConfig(api_key="reg-key", ready_delay=0.05), "127.0.0.1", 0
+    )
+    try:
+        env = {"TASHOOKS_API_URL": sim.url, "TASHOOKS_API_KEY": "reg-key"}
+        result = await asyncio.to_thread(
+            tashooks,
+            "register",
+            "--url",
+            "http://127.0.0.1:9/webhooks",
+            "--events",
+            "kubernetes.ready,vps.created",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        secret = result.stdout.strip().splitlines()[-1]
+        [hook] = sim.state.webhooks.values()
+        assert hook.url == "http://127.0.0.1:9/webhooks"
+        assert sorted(hook.events) == ["kubernetes.ready", "vps.created"]
+        assert hook.secret == secret and len(secret) >= 32
+        bad = await asyncio.to_thread(
+            tashooks,
+            "register",
+            "--url",
+            "http://x/webhooks",
+            env={**env, "TASHOOKS_API_KEY": "wrong"},
+        )
+        assert bad.returncode == 1 and "401" in bad.stderr and secret not in bad.stderr
+    finally:
+        await sim.close()
