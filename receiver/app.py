@@ -66,6 +66,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REQUEUE] = Requeue(redis, keys, settings.dedup_window)
     app[DEADLETTERS] = DeadLetters(redis, keys)
     yield
+    await app[INGESTOR].close()
     await rejections.stop()
     await redis.aclose()
 

@@ -1,47 +1,62 @@
-"""Durable ingest: dedup mark, queued job and audit record in one atomic Lua script.
+"""Durable ingest: dedup mark, queued job, audit record and event hash, written by one
+Lua script — all or nothing — for a whole batch of deliveries at a time.
 
-Either all three writes happen or none does (a script runs atomically, and with AOF it is
-persisted as one transaction), so a delivery is never queued without its dedup mark, nor
-marked as seen without being queued.
+Concurrent requests are coalesced: each ``store`` call joins the batch that leaves with the
+next round trip to Redis, and every caller learns its own outcome when that script returns.
+One round trip serves many deliveries, and none is acknowledged before Redis confirmed it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from arq.jobs import serialize_job
 from redis.exceptions import RedisError
 
 from receiver import jobs
-from receiver.events import FUTURE_SKEW, Event, canonical_json, new_event_id
+from receiver.events import FUTURE_SKEW, Event, new_event_id
 from receiver.exceptions import StoreUnavailable
 from receiver.keys import Keys
 
-# KEYS: dedup, job, queue, audit, event hash
-# ARGV: event id, job bytes, score ms, job ttl ms, dedup ttl s, audit min id,
-#       type, resource, source, body
+# KEYS: queue, audit, then per delivery: dedup, job, event hash
+# ARGV: now ms, job ttl ms, dedup ttl s, audit min id,
+#       then per delivery: event id, job bytes, type, resource, source, canonical JSON
+# Returns per delivery: 1 and its id (stored), or 0 and the first delivery's id.
 _STORE = """
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[6], '*',
-    'kind', 'delivery', 'status', 'duplicate', 'id', existing,
-    'type', ARGV[7], 'resource', ARGV[8], 'source', ARGV[9])
-  return {0, existing}
+local out = {}
+local n = (#KEYS - 2) / 3
+for i = 0, n - 1 do
+  local k, a = 3 + i * 3, 5 + i * 6
+  local existing = redis.call('GET', KEYS[k])
+  if existing then
+    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[4], '*',
+      'kind', 'delivery', 'status', 'duplicate', 'id', existing,
+      'type', ARGV[a + 2], 'resource', ARGV[a + 3], 'source', ARGV[a + 4])
+    out[#out + 1] = 0
+    out[#out + 1] = existing
+  else
+    redis.call('SET', KEYS[k], ARGV[a], 'EX', ARGV[3])
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[a])
+    local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[4], '*',
+      'kind', 'delivery', 'status', 'accepted', 'id', ARGV[a],
+      'type', ARGV[a + 2], 'resource', ARGV[a + 3], 'source', ARGV[a + 4],
+      'event', ARGV[a + 5])
+    redis.call('HSET', KEYS[k + 2], 'stream', sid, 'type', ARGV[a + 2],
+      'resource', ARGV[a + 3], 'received_ms', ARGV[1])
+    redis.call('PEXPIRE', KEYS[k + 2], ARGV[2])
+    out[#out + 1] = 1
+    out[#out + 1] = ARGV[a]
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-local sid = redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[6], '*',
-  'kind', 'delivery', 'status', 'accepted', 'id', ARGV[1],
-  'type', ARGV[7], 'resource', ARGV[8], 'source', ARGV[9], 'event', ARGV[10])
-redis.call('HSET', KEYS[5], 'stream', sid, 'type', ARGV[7], 'resource', ARGV[8],
-  'received_ms', ARGV[3])
-redis.call('PEXPIRE', KEYS[5], ARGV[4])
-return {1, ARGV[1]}
+return out
 """
+# Deliveries per script call: big enough to absorb a burst, small enough that one script
+# never holds Redis for long.
+MAX_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,64 +67,98 @@ class Stored:
     new: bool
 
 
+@dataclass(slots=True)
+class _Pending:
+    event: Event
+    source: str
+    future: asyncio.Future[Stored]
+
+
 class Ingestor:
-    """Writes validated deliveries to Redis."""
+    """Writes validated deliveries to Redis, coalescing concurrent ones."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, window_s: float) -> None:
         self.redis = redis
         self.keys = keys
         self.window_s = window_s
         self._script = redis.register_script(_STORE)
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # script calls made (for tests and metrics)
 
     async def store(self, event: Event, source: str = "") -> Stored:
         """Store and queue ``event`` unless the same event was seen within the window.
 
         Raises ``StoreUnavailable`` when Redis does not confirm: the caller must not ack.
         """
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(event, source, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        # Let every request that is ready in this turn of the loop join the first batch.
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                results = await self._write(batch)
+            except (RedisError, OSError) as exc:
+                error = StoreUnavailable(str(exc) or type(exc).__name__)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            except BaseException as exc:  # cancelled: nobody may be left waiting
+                for item in batch + self._pending:
+                    if not item.future.done():
+                        item.future.set_exception(StoreUnavailable(repr(exc)))
+                self._pending = []
+                raise
+            for item, stored in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(stored)
+
+    async def _write(self, batch: list[_Pending]) -> list[Stored]:
         now_ms = int(time.time() * 1000)
-        event_id = new_event_id(now_ms)
-        canonical = event.canonical or canonical_json(event.raw)
-        job = serialize_job(
-            jobs.PROCESS_EVENT,
-            (jobs.event_payload(event_id, event.raw, now_ms, event.timestamp_ms),),
-            {},
-            None,
-            now_ms,
-            serializer=jobs.serialize,
-        )
         window_ms = int(self.window_s * 1000)
-        try:
-            result = await self._script(
-                keys=[
-                    self.keys.dedup(hashlib.sha256(canonical).hexdigest()),
-                    self.keys.job(event_id),
-                    self.keys.queue,
-                    self.keys.audit,
-                    self.keys.event(event_id),
-                ],
-                args=[
-                    event_id,
-                    job,
-                    now_ms,
-                    # The job lives as long as the delivery is remembered: a worker that is
-                    # down for days still finds it (arq's default would be one day).
-                    window_ms,
-                    # Remembered as long as its timestamp is acceptable: the window, plus
-                    # the 5 minutes an event may be ahead of our clock.
-                    max(1, int(self.window_s + FUTURE_SKEW.total_seconds())),
-                    now_ms - window_ms,
-                    event.type,
-                    event.resource_id or "",
-                    source,
-                    canonical,
-                ],
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
-        new, stored_id = result
-        return Stored(
-            id=stored_id.decode() if isinstance(stored_id, bytes) else str(stored_id), new=bool(new)
-        )
+        keys = [self.keys.queue, self.keys.audit]
+        args: list[bytes | str | int] = [
+            now_ms,
+            # The job lives as long as the delivery is remembered: a worker that is down for
+            # days still finds it (arq's default would be one day).
+            window_ms,
+            # Remembered as long as its timestamp is acceptable: the window, plus the
+            # 5 minutes an event may be ahead of our clock.
+            max(1, int(self.window_s + FUTURE_SKEW.total_seconds())),
+            now_ms - window_ms,
+        ]
+        for item in batch:
+            event = item.event
+            event_id = new_event_id(now_ms)
+            keys += [
+                self.keys.dedup(event.digest),
+                self.keys.job(event_id),
+                self.keys.event(event_id),
+            ]
+            args += [
+                event_id,
+                jobs.process_event_job(event_id, event.canonical, now_ms, event.timestamp_ms),
+                event.type,
+                event.resource_id or "",
+                item.source,
+                event.canonical,
+            ]
+        self.batches += 1
+        flat = await self._script(keys=keys, args=args)
+        return [Stored(id=flat[i + 1].decode(), new=bool(flat[i])) for i in range(0, len(flat), 2)]
+
+    async def close(self) -> None:
+        """Finish the batch in flight (requests still being answered get their outcome)."""
+        if self._flusher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
 
     async def rules_version(self) -> str | None:
         """The version hash workers published when they last loaded the rules."""

@@ -38,3 +38,29 @@ def event_payload(
     if replay:
         payload["replay"] = replay
     return payload
+
+
+def process_event_job(event_id: str, canonical: bytes, received_ms: int, ts_ms: int) -> bytes:
+    """The serialized ``process_event`` job of a new delivery, in arq's job format
+    (``arq.jobs.serialize_job`` with our serializer gives the same document).
+
+    Built around the event's canonical JSON, which is already valid JSON, instead of
+    serialising the event a second time on the ingest path.
+    """
+    return b"".join(
+        (
+            b'{"t":null,"f":"',
+            PROCESS_EVENT.encode(),
+            b'","a":[{"id":"',
+            event_id.encode(),
+            b'","received_ms":',
+            str(received_ms).encode(),
+            b',"ts_ms":',
+            str(ts_ms).encode(),
+            b',"event":',
+            canonical,
+            b'}],"k":{},"et":',
+            str(received_ms).encode(),
+            b"}",
+        )
+    )
