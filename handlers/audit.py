@@ -34,6 +34,9 @@ class RunLog:
     rule: str
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # Step records not yet in the stream: written with the run's next write to Redis, so
+    # a step costs no round trip of its own.
+    unsent: list[dict[str, str]] = field(default_factory=list)
 
 
 class Audit:
@@ -56,14 +59,24 @@ class Audit:
             approximate=True,
         )
 
-    async def step(self, log: RunLog, **fields: Any) -> None:
-        """Record one step's outcome (``step``, ``status``, ``attempt``, ...)."""
+    def step(self, log: RunLog, **fields: Any) -> None:
+        """Note one step's outcome (``step``, ``status``, ``attempt``, ...); it reaches the
+        stream with the run's next write (``flush_into``) or its end (``run``)."""
         summary = {k: v for k, v in fields.items() if v is not None and k != "params"}
         log.steps.append(summary)
-        await self.record("step", id=log.event_id, rule=log.rule, **fields)
+        log.unsent.append(_flat("step", {"id": log.event_id, "rule": log.rule, **fields}))
 
-    async def run(self, log: RunLog, status: str, **fields: Any) -> None:
-        """Record how the run ended, in the stream and in the event's hash."""
+    def flush_into(self, pipe: Any, log: RunLog) -> None:
+        """Add the run's unsent step records to ``pipe`` (a Redis pipeline)."""
+        for record in log.unsent:
+            pipe.xadd(self.keys.audit, record, minid=self._min_id(), approximate=True)
+        log.unsent.clear()
+
+    async def run(
+        self, log: RunLog, status: str, *, delete: str | None = None, **fields: Any
+    ) -> None:
+        """Record how the run ended, in the stream and in the event's hash (with the unsent
+        step records, and deleting ``delete`` — the run's progress key — in the same trip)."""
         now_ms = int(time.time() * 1000)
         doc = {
             "rule": log.rule,
@@ -75,6 +88,9 @@ class Audit:
         }
         event_key = self.keys.event(log.event_id)
         async with self.redis.pipeline(transaction=False) as pipe:
+            self.flush_into(pipe, log)
+            if delete is not None:
+                pipe.delete(delete)
             pipe.xadd(
                 self.keys.audit,
                 _flat(

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from handlers.exceptions import ApiError, RateLimited, TargetError, TransportError
+from handlers.netguard import ALLOW_PRIVATE, TargetClient, check_host
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # How long one wait for a free pooled connection lasts before it is logged and renewed.
@@ -222,13 +223,23 @@ async def send(
     content: str | bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float | None = None,
+    allow_private: bool = False,
 ) -> Response:
-    """One request to a Slack or HTTP target. Raises ``TargetError``/``TransportError``.
+    """One request to a Slack or HTTP target. Raises ``TargetError``/``TransportError``,
+    or ``StepError`` (not retryable) when the host has a non-public address and
+    ``allow_private`` is false (see ``handlers.netguard``).
 
     4xx answers are permanent (not retried) except 408 and 429; 5xx are retried.
     """
     method = method.upper()
     kwargs: dict[str, Any] = {"headers": headers or {}}
+    if isinstance(http, TargetClient):
+        # Checked when connecting, on the address actually used.
+        kwargs["extensions"] = {ALLOW_PRIVATE: allow_private}
+    elif not allow_private:
+        # A plain client resolves the host again: a DNS answer that changes in between
+        # (rebinding) is not caught here. The worker's TargetClient has no such gap.
+        await _check(method, url)
     if json_body is not None:
         kwargs["content"] = json.dumps(json_body, separators=(",", ":")).encode()
         kwargs["headers"] = {"Content-Type": "application/json", **kwargs["headers"]}
@@ -251,6 +262,19 @@ async def send(
         retryable=retryable,
         retry_after=wait_seconds(response.headers) if status == 429 else 0.0,
     )
+
+
+async def _check(method: str, url: str) -> None:
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        await check_host(parsed.host, port)
+    except OSError as exc:  # does not resolve: nothing was sent, try again later
+        raise TransportError(
+            f"{method} {_redact(url)}: cannot resolve {parsed.host}: {exc}",
+            retryable=True,
+            sent=False,
+        ) from exc
 
 
 def _redact(url: str) -> str:

@@ -1,10 +1,10 @@
 """Loading rules.yaml: parse, validate, build the RuleSet.
 
 Validation runs in a fixed order (version, defaults, unknown top-level keys, targets, each
-rule, then cross-references: targets named by steps and ``steps.<id>`` in templates) and
-collects every problem, each at the line of the node it is about, so one ``tashooks check``
-shows all mistakes at once. The same code backs the daemon (``load_rules``) and the CLI
-(``check_rules``).
+rule, tests, then cross-references: targets named by steps and ``steps.<id>`` in templates)
+and collects every problem, each at the line of the node it is about: a mistake in one part
+never hides one in another, so one ``tashooks check`` shows all mistakes at once, sorted
+by line. The same code backs the daemon (``load_rules``) and the CLI (``check_rules``).
 
 The models live in ``handlers.ruleset`` and are re-exported here.
 """
@@ -23,6 +23,7 @@ from handlers import conditions
 from handlers.conditions import Condition
 from handlers.exceptions import Problem, RulesError
 from handlers.ruleset import KNOWN_EVENT_TYPES, RetryPolicy, Rule, RuleSet, StepSpec, Throttle
+from handlers.ruletests import read_tests
 from handlers.schema import did_you_mean, kind_of
 from handlers.steps.base import Target
 from handlers.stepschema import StepReader
@@ -40,7 +41,7 @@ __all__ = [
     "load_rules",
 ]
 
-TOP_KEYS = ("version", "defaults", "targets", "rules")
+TOP_KEYS = ("version", "defaults", "targets", "rules", "tests")
 DEFAULTS_KEYS = ("timeout", "retry")
 TARGET_KEYS = ("type", "url", "headers", "allow_private")
 RULE_KEYS = ("name", "on", "when", "throttle", "concurrency", "ordered", "steps")
@@ -63,7 +64,8 @@ def check_rules(
 ) -> tuple[RuleSet | None, list[Problem]]:
     """Validate a rules file: the RuleSet (None if any error) and all problems, warnings too.
 
-    ``env`` replaces ``os.environ`` for ``${NAME}`` substitution.
+    ``env`` replaces ``os.environ`` for ``${NAME}`` substitution (a ``PlaceholderEnv`` for
+    dry runs). Problems are sorted by line.
     """
     file = str(path)
     try:
@@ -78,7 +80,7 @@ def check_rules(
     root, problems = parse(text, file=file, env=os.environ if env is None else env)
     loader = _Loader(file, problems)
     ruleset = loader.load(root, Path(path), hashlib.sha256(data).hexdigest())
-    return ruleset, loader.problems
+    return ruleset, sorted(loader.problems, key=lambda problem: problem.line)
 
 
 class _Loader(StepReader):
@@ -88,6 +90,7 @@ class _Loader(StepReader):
         super().__init__(file, problems)
         self.target_types: dict[str, str | None] = {}
         self.target_lines: dict[str, int] = {}
+        self.rule_names: dict[str, int] = {}
 
     def load(self, root: Node | None, path: Path, digest: str) -> RuleSet | None:
         if root is None or (isinstance(root, Scalar) and root.value is None):  # "" or "---"
@@ -104,11 +107,12 @@ class _Loader(StepReader):
         self.unknown_keys(root, TOP_KEYS, "")
         targets = self.targets(root.get("targets"))
         rules = self.rules(root, timeout, retry)
+        tests = read_tests(self, root.get("tests"), self.rule_names)
         self.cross_references()
         if any(not p.warning for p in self.problems) or version is None:
             return None
-        warnings = tuple(p for p in self.problems if p.warning)
-        return RuleSet(path, version, digest, targets, rules, warnings)
+        warnings = tuple(sorted((p for p in self.problems if p.warning), key=lambda p: p.line))
+        return RuleSet(path, version, digest, targets, rules, warnings, tests)
 
     def version(self, root: Map) -> int | None:
         node = root.get("version")
@@ -147,7 +151,6 @@ class _Loader(StepReader):
             target = self.target(name, value)
             if target is not None:
                 targets[name] = target
-                self.target_types[name] = target.type
         return targets
 
     def target(self, name: str, node: Node) -> Target | None:
@@ -163,8 +166,12 @@ class _Loader(StepReader):
                 type_node.line, f"{where}: type must be slack or http, not {kind_of(type_node)}"
             )
             kind = None
+        # Known even when the rest of the target is wrong: steps using it are checked too.
+        self.target_types[name] = kind
         url = self.text(url_node, f"{where}: url") if url_node else None
-        if url_node is not None and url is not None and not _is_http_url(url):
+        # A dry run's placeholder (<NAME> for an unset variable) is no URL, and need not be.
+        placeholder = isinstance(url_node, Scalar) and url_node.placeholder
+        if url_node is not None and url is not None and not placeholder and not _is_http_url(url):
             # The URL is not shown: it often comes from ${...} and holds a secret.
             self.error(
                 url_node.line, f"{where}: url must be an http:// or https:// URL with a host"
@@ -201,7 +208,7 @@ class _Loader(StepReader):
             )
             return []
         rules: list[Rule] = []
-        names: dict[str, int] = {}
+        names = self.rule_names
         for item in node.items:
             rule = self.rule(item, names, timeout, retry)
             if rule is not None:
@@ -276,14 +283,15 @@ class _Loader(StepReader):
         key: Template | str | None = ""
         if (key_node := spec.get("key")) is not None:
             key = self.template(key_node, self.text(key_node, "throttle.key"), rule, -1, ids)
-        mode = "drop"
+        mode: str | None = "drop"
         if (mode_node := spec.get("mode")) is not None:
-            text = self.text(mode_node, "throttle.mode")
-            if text not in ("drop", "delay"):
-                self.error(mode_node.line, f"throttle.mode must be drop or delay, not {text!r}")
-            else:
-                mode = text
-        if limit is None or per is None or key is None:
+            mode = self.text(mode_node, "throttle.mode")
+            if mode is not None and mode not in ("drop", "delay"):
+                self.error(
+                    mode_node.line, f"throttle.mode must be drop or delay, not {kind_of(mode_node)}"
+                )
+                mode = None
+        if limit is None or per is None or key is None or mode is None:
             return None
         return Throttle(limit, per, key, spec.line, mode)
 

@@ -1,4 +1,4 @@
-"""The loaded rules: RuleSet, Rule, StepSpec, RetryPolicy, Throttle.
+"""The loaded rules: RuleSet, Rule, StepSpec, RetryPolicy, Throttle, RuleTest.
 
 Built by ``handlers.rules.load_rules`` (which also re-exports these names); immutable once
 built, so a running worker can swap in a new RuleSet on reload without locks.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +149,37 @@ class Rule:
         return self.when is None or self.when.evaluate(event)
 
 
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """A test's claim that ``rule`` fires (or, ``fires=False``, does not), written at ``line``."""
+
+    rule: str
+    fires: bool
+    line: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RuleTest:
+    """One entry of the rules file's ``tests:``: an event and which rules must (not) fire."""
+
+    name: str
+    event_type: str
+    data: Mapping[str, Any]
+    line: int
+    expect: tuple[Expectation, ...] = ()
+    timestamp: str | None = None  # None: the time the test runs
+
+    def event(self, now: datetime | None = None) -> dict[str, Any]:
+        """The event document, stamped ``now`` (default: the current time) without a timestamp."""
+        stamp = self.timestamp or timestamp_of(now or datetime.now(UTC))
+        return {"event": self.event_type, "timestamp": stamp, "data": dict(self.data)}
+
+
+def timestamp_of(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, to the second, as the platform writes it."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RuleSet:
     """A validated rules file."""
@@ -159,6 +191,8 @@ class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     # Warnings found while loading (they do not stop the rules from loading).
     warnings: tuple[Problem, ...] = ()
+    # The file's ``tests:`` (run by ``tashooks check --test``; the worker ignores them).
+    tests: tuple[RuleTest, ...] = ()
 
     @property
     def version_hash(self) -> str:

@@ -92,8 +92,10 @@ async def run_rule(
     *,
     attempts_made: Mapping[int, int] | None = None,
     check_throttle: bool = True,
+    fresh: bool = False,
 ) -> Outcome:
-    """Run ``rule``'s steps for the event in ``payload``. Never raises for a failure of the
+    """Run ``rule``'s steps for the event in ``payload`` (``fresh``: its first run, with no
+    progress to look up; a replay's earlier progress is dropped). Never raises for a failure of the
     rule (a step, a template, a bug): those end in the dead-letter list. Redis errors do
     propagate: the job then runs again, from the first unfinished step.
 
@@ -104,9 +106,9 @@ async def run_rule(
     log = RunLog(payload["id"], rule.name)
     try:
         if rule.concurrency is None:
-            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
+            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle, fresh)
         async with svc.slots.hold(rule.name, rule.concurrency):
-            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle)
+            return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle, fresh)
     except (RedisError, OSError):
         raise
     except Exception as exc:
@@ -157,11 +159,16 @@ async def _run_rule(
     log: RunLog,
     attempts_made: Mapping[int, int] | None,
     check_throttle: bool,
+    fresh: bool,
 ) -> Outcome:
     event_id = payload["id"]
     progress_key = svc.keys.progress(event_id, rule.name)
-    done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
-    done = {int(k): json.loads(v) for k, v in done_raw.items()}
+    done: dict[int, Any] = {}
+    if not fresh:
+        done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
+        done = {int(k): json.loads(v) for k, v in done_raw.items()}
+    elif payload.get("replay"):
+        await svc.redis.delete(progress_key)  # a replay starts over
     if check_throttle and not done:
         try:
             throttled = await _throttled(svc, rule, payload)
@@ -178,6 +185,7 @@ async def _run_rule(
             return Outcome("throttled")
     steps: dict[str, Any] = {}
     for spec in rule.steps:
+        last = spec is rule.steps[-1]
         if spec.index in done:
             if spec.id:
                 steps[spec.id] = done[spec.index]
@@ -187,15 +195,15 @@ async def _run_rule(
         started = time.monotonic()
         try:
             if not spec.should_run(context):
-                await _finish_step(svc, progress_key, spec, None)
-                await svc.audit.step(log, step=spec.index, step_id=spec.id, status="skipped")
+                svc.audit.step(log, step=spec.index, step_id=spec.id, status="skipped")
+                await _finish_step(svc, progress_key, spec, None, log, last)
                 continue
             params, result, attempt = await _run_step(
                 svc, payload, rule, spec, context, first_attempt
             )
         except Deferred as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
-            await svc.audit.step(
+            svc.audit.step(
                 log,
                 step=spec.index,
                 step_id=spec.id,
@@ -208,7 +216,7 @@ async def _run_rule(
             return Outcome("deferred", str(exc), exc.delay, {spec.index: attempt})
         except StepError as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
-            await svc.audit.step(
+            svc.audit.step(
                 log,
                 step=spec.index,
                 step_id=spec.id,
@@ -220,15 +228,14 @@ async def _run_rule(
             )
             if spec.continue_on_error:
                 failed = {"error": str(exc), "failed": True}
-                await _finish_step(svc, progress_key, spec, failed)
+                await _finish_step(svc, progress_key, spec, failed, log, last)
                 if spec.id:
                     steps[spec.id] = failed
                 continue
             return await _dead_letter(svc, payload, rule, log, spec, exc, attempt)
-        await _finish_step(svc, progress_key, spec, result)
         if spec.id:
             steps[spec.id] = result
-        await svc.audit.step(
+        svc.audit.step(
             log,
             step=spec.index,
             step_id=spec.id,
@@ -238,8 +245,8 @@ async def _run_rule(
             params=params,
             result=summarize(result),
         )
-    await svc.redis.delete(progress_key)
-    await svc.audit.run(log, "ok")
+        await _finish_step(svc, progress_key, spec, result, log, last)
+    await svc.audit.run(log, "ok", delete=progress_key)
     return Outcome("ok")
 
 
@@ -247,10 +254,17 @@ def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-async def _finish_step(svc: Services, progress_key: str, spec: StepSpec, result: Any) -> None:
+async def _finish_step(
+    svc: Services, progress_key: str, spec: StepSpec, result: Any, log: RunLog, last: bool
+) -> None:
+    """Record a finished step (so a re-run skips it) with the step records in one trip.
+    The last step needs no record: the run's own end, written next, marks it done."""
+    if last:
+        return
     async with svc.redis.pipeline(transaction=True) as pipe:
         pipe.hset(progress_key, str(spec.index), json.dumps(result, default=str))
         pipe.expire(progress_key, max(1, int(svc.retention_s)))
+        svc.audit.flush_into(pipe, log)
         await pipe.execute()
 
 

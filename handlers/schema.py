@@ -196,7 +196,7 @@ class Reader:
         try:
             template = compile_template(source, encoded=encoded)
         except TemplateSourceError as exc:
-            self.source_issues(node, exc)
+            self.source_issues(node, exc, rule, index, ids)
             return None
         self.record_refs(node, template.step_refs, rule, index, ids)
         return template
@@ -209,14 +209,18 @@ class Reader:
         try:
             predicate = compile_predicate(source)
         except TemplateSourceError as exc:
-            self.source_issues(node, exc)
+            self.source_issues(node, exc, rule, index, ids)
             return None
         self.record_refs(node, predicate.step_refs, rule, index, ids)
         return predicate
 
-    def source_issues(self, node: Node, exc: TemplateSourceError) -> None:
+    def source_issues(
+        self, node: Node, exc: TemplateSourceError, rule: str, index: int, ids: dict[str, int]
+    ) -> None:
         for line, message in exc.issues:
             self.error(template_line(node, line), message)
+        # A template with a mistake may also name a missing step: report that as well.
+        self.record_refs(node, exc.step_refs, rule, index, ids)
 
     def record_refs(
         self,

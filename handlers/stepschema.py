@@ -173,11 +173,30 @@ class StepReader(Reader):
         field = step_type.target_field
         target = node.get(field) if field else None
         # Recorded before validating, so an unknown target is reported with other mistakes.
-        if field and isinstance(target, Scalar) and isinstance(target.value, str):
-            self.target_refs.append(TargetRef(node.key_line(field), target.value, name))
+        if field and isinstance(target, Scalar) and target.value is not None and not target.broken:
+            written = target.text if target.plain else str(target.value)
+            self.target_refs.append(TargetRef(node.key_line(field), written, name))
         raw = self.validated(step_type, node)
-        if raw is None:
-            return None
+        # Even when some parameter is wrong, the others' templates are checked.
+        known = {f.alias or n for n, f in step_type.params.model_fields.items()}
+        given = (
+            raw
+            if raw is not None
+            else {key: to_python(value) for key, (_, value) in node.entries.items() if key in known}
+        )
+        compiled = self.compile_params(step_type, given, node, rule, index, ids)
+        return compiled if raw is not None else None
+
+    def compile_params(
+        self,
+        step_type: StepType,
+        raw: dict[str, Any],
+        node: Map,
+        rule: str,
+        index: int,
+        ids: dict[str, int],
+    ) -> dict[str, Any] | None:
+        """The parameters with their templates compiled; None when a template is wrong."""
         compiled: dict[str, Any] = {}
         ok = True
         for key, value in raw.items():

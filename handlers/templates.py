@@ -12,9 +12,16 @@ Defence in depth against templates that reach for Python internals:
 - at run time, ``ImmutableSandboxedEnvironment`` refuses the same, plus anything that would
   modify a list or dict, and ``StrictUndefined`` makes every unknown name an error.
 
-In *encoded* templates (the ``api`` step's ``path``), each ``{{ }}`` output is
-percent-encoded as exactly one path segment: ``/`` becomes ``%2F``, and a value that is
-exactly ``.`` or ``..`` becomes ``%2E`` / ``%2E%2E``, so event data cannot walk the path.
+A step type may give a parameter a *transform*, applied to each ``{{ }}`` output (a Jinja
+``finalize``) but never to the rule's own literal text:
+
+- ``encode_segment`` (the ``api`` step's ``path``, the ``file`` step's ``path``): each
+  output is percent-encoded as exactly one path segment: ``/`` becomes ``%2F``, and a value
+  that is exactly ``.`` or ``..`` becomes ``%2E`` / ``%2E%2E``, so event data cannot walk
+  the path;
+- ``escape_slack`` (the ``slack`` step's ``text`` and ``blocks``): ``&``, ``<`` and ``>``
+  become ``&amp;``, ``&lt;``, ``&gt;``, so event data cannot mention ``<!channel>`` or
+  forge a ``<url|link>``.
 
 Render failures raise ``TemplateError``: a ``StepError`` that is never retryable, since the
 same template and event would fail the same way again.
@@ -22,11 +29,11 @@ same template and event would fail the same way again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2 import Template as JinjaTemplate
@@ -36,9 +43,13 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from handlers.exceptions import StepError
+from handlers.transforms import SegmentError, Transform
+from handlers.transforms import encode_segment as encode_segment  # re-exported
 
 # Names a template may use; the runner's context has exactly these.
 CONTEXT_NAMES = frozenset({"event", "steps", "rule", "event_id"})
+# Names Jinja offers by default, refused in rules templates (named in the message).
+_JINJA_NAMES = frozenset({"self", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 # Rendered ``if:`` text that counts as false.
 FALSE_TEXTS = frozenset({"", "false", "0", "no", "off", "none", "null"})
 # Attributes the sandbox refuses beyond ``_``-prefixed ones; refused at load time as well.
@@ -68,39 +79,35 @@ class TemplateError(StepError):
 
 
 class TemplateSourceError(ValueError):
-    """A template in the rules file is wrong. ``issues``: (line in the template, message)."""
+    """A template in the rules file is wrong. ``issues``: (line in the template, message).
 
-    def __init__(self, issues: list[tuple[int, str]]) -> None:
+    ``step_refs`` are the ``steps.<id>`` references found all the same (none after a syntax
+    error), so the loader can check them too and report every mistake at once.
+    """
+
+    def __init__(
+        self, issues: list[tuple[int, str]], step_refs: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         super().__init__("; ".join(message for _, message in issues))
         self.issues = issues
-
-
-class _SegmentError(Exception):
-    """An encoded output that cannot be a path segment (empty)."""
-
-
-def encode_segment(value: object) -> str:
-    """``value`` as one percent-encoded URL path segment (``finalize`` of encoded templates)."""
-    text = quote(str(value), safe="")
-    if text == ".":
-        return "%2E"
-    if text == "..":
-        return "%2E%2E"
-    if not text:
-        # "/vps//actions" could reach a different endpoint than the rule's author meant.
-        raise _SegmentError("a value placed in the path is empty")
-    return text
+        self.step_refs = step_refs
 
 
 @cache
-def environment(encoded: bool = False) -> ImmutableSandboxedEnvironment:
-    """The shared sandbox (one per mode; encoding happens in ``finalize``, at compile time)."""
-    return ImmutableSandboxedEnvironment(
+def environment(finalize: Transform | None = None) -> ImmutableSandboxedEnvironment:
+    """The shared sandbox (one per transform: ``finalize`` is applied at compile time).
+
+    Jinja's globals (``range``, ``dict``, ``lipsum``, ``cycler``, ``joiner``, ``namespace``)
+    are removed: templates see only the names of ``CONTEXT_NAMES``.
+    """
+    env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,  # a `content: |` block keeps its last newline
-        finalize=encode_segment if encoded else None,
+        finalize=finalize,
     )
+    env.globals.clear()
+    return env
 
 
 def is_template(text: str) -> bool:
@@ -113,16 +120,21 @@ class Template:
     """A compiled template from the rules file."""
 
     source: str
-    encoded: bool
+    transform: Transform | None
     compiled: JinjaTemplate = field(repr=False)
     # ``steps.<id>`` references: (id, line in the template), for the loader to check.
     step_refs: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def encoded(self) -> bool:
+        """Whether each output is percent-encoded as a path segment."""
+        return self.transform is encode_segment
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the runner's context; raise TemplateError on any failure."""
         try:
             return self.compiled.render(dict(context))
-        except _SegmentError as exc:
+        except SegmentError as exc:
             raise TemplateError(f"cannot render {self.source!r}: {exc}") from None
         except Exception as exc:  # sandbox, undefined, type errors in expressions...
             raise TemplateError(_failure(self.source, exc)) from None
@@ -148,17 +160,24 @@ class Predicate:
             raise TemplateError(_failure(self.source, exc)) from None
 
 
-def compile_template(source: str, *, encoded: bool = False) -> Template:
-    """Compile a rules-file string; raise TemplateSourceError listing every mistake."""
-    env = environment(encoded)
+def compile_template(
+    source: str, *, encoded: bool = False, transform: Transform | None = None
+) -> Template:
+    """Compile a rules-file string; raise TemplateSourceError listing every mistake.
+
+    ``transform`` applies to each ``{{ }}`` output; ``encoded=True`` means ``encode_segment``.
+    """
+    if encoded:
+        transform = encode_segment
+    env = environment(transform)
     try:
         ast = env.parse(source)
-        refs = _check(ast)
+        refs = _check(env, ast)
         compiled = env.from_string(ast)
     # The compiler finds some mistakes (an unknown filter) only after parsing.
     except TemplateSyntaxError as exc:
         raise TemplateSourceError([(exc.lineno, _syntax_message(exc))]) from None
-    return Template(source, encoded, compiled, refs)
+    return Template(source, transform, compiled, refs)
 
 
 def compile_predicate(source: str) -> Predicate:
@@ -176,7 +195,7 @@ def compile_predicate(source: str) -> Predicate:
             )
         ast = nodes.Template([nodes.Output([expr], lineno=1)], lineno=1)
         ast.set_environment(env)
-        refs = _check(ast)
+        refs = _check(env, ast)
         expression = env.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise TemplateSourceError([(exc.lineno, _syntax_message(exc))]) from None
@@ -191,33 +210,41 @@ def render(template: Template | str, context: Mapping[str, Any]) -> str:
 def render_params(
     compiled_params: Mapping[str, Any],
     context: Mapping[str, Any],
-    encoded: frozenset[str] = frozenset(),
+    transforms: Mapping[str, Transform] | Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """Render every Template inside dicts and lists; other values are kept as they are.
 
-    Top-level keys in ``encoded`` are rendered percent-encoded, even if they were compiled
-    without encoding (their source is compiled again in encoded mode).
+    Templates anywhere under a top-level key of ``transforms`` are rendered with that key's
+    transform, even if they were compiled without it (their source is compiled again, once).
+    A set of keys means ``encode_segment`` for each.
     """
-    out: dict[str, Any] = {}
-    for key, value in compiled_params.items():
-        if key in encoded and isinstance(value, Template) and not value.encoded:
-            value = compile_template(value.source, encoded=True)
-        out[key] = _render_value(value, context)
-    return out
+    if not isinstance(transforms, Mapping):
+        transforms = dict.fromkeys(transforms, encode_segment)
+    return {
+        key: _render_value(value, context, transforms.get(key))
+        for key, value in compiled_params.items()
+    }
 
 
-def _render_value(value: Any, context: Mapping[str, Any]) -> Any:
+@lru_cache(maxsize=1024)
+def _with_transform(source: str, transform: Transform) -> Template:
+    return compile_template(source, transform=transform)
+
+
+def _render_value(value: Any, context: Mapping[str, Any], transform: Transform | None) -> Any:
     if isinstance(value, Template):
+        if transform is not None and value.transform is not transform:
+            value = _with_transform(value.source, transform)
         return value.render(context)
     if isinstance(value, Mapping):
-        return {k: _render_value(v, context) for k, v in value.items()}
+        return {k: _render_value(v, context, transform) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_render_value(v, context) for v in value]
+        return [_render_value(v, context, transform) for v in value]
     return value
 
 
-def _check(ast: nodes.Template) -> tuple[tuple[str, int], ...]:
-    """Load-time checks; return the ``steps.<id>`` references."""
+def _check(env: ImmutableSandboxedEnvironment, ast: nodes.Template) -> tuple[tuple[str, int], ...]:
+    """Load-time checks; return the ``steps.<id>`` references (raise TemplateSourceError)."""
     issues: list[tuple[int, str]] = []
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         name = _accessed_name(node)
@@ -233,12 +260,29 @@ def _check(ast: nodes.Template) -> tuple[tuple[str, int], ...]:
         issues.append(
             (stmt.lineno, "include, import and extends are not available in rules templates")
         )
-    allowed = CONTEXT_NAMES | set(environment().globals)
-    for name in sorted(meta.find_undeclared_variables(ast) - allowed):
+    for used in ast.find_all((nodes.Filter, nodes.Test)):
+        assert isinstance(used, nodes.Filter | nodes.Test)
+        kind, known = (
+            ("filter", env.filters) if isinstance(used, nodes.Filter) else ("test", env.tests)
+        )
+        if used.name not in known:
+            close = difflib.get_close_matches(used.name, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            issues.append((used.lineno, f"unknown {kind} '{used.name}' in template{hint}"))
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError:  # an unknown filter or test (above): a rougher look
+        assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
+        loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
+        undeclared = loaded - assigned - {"loop", "caller", "varargs", "kwargs"}
+    # Jinja binds ``self`` (the template's blocks) without counting it as undeclared.
+    undeclared |= {n.name for n in ast.find_all(nodes.Name) if n.name == "self"}
+    for name in sorted(undeclared - CONTEXT_NAMES):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
-        issues.append((line, f"undefined name '{name}' in template"))
-    if issues:
-        raise TemplateSourceError(sorted(issues))
+        hint = (
+            " (only event, steps, rule and event_id are available)" if name in _JINJA_NAMES else ""
+        )
+        issues.append((line, f"undefined name '{name}' in template{hint}"))
     refs: list[tuple[str, int]] = []
     for access in ast.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(access, nodes.Getattr | nodes.Getitem)
@@ -247,6 +291,8 @@ def _check(ast: nodes.Template) -> tuple[tuple[str, int], ...]:
             step_id = _accessed_name(access)
             if step_id is not None:  # steps[some_variable] cannot be checked
                 refs.append((step_id, access.lineno))
+    if issues:
+        raise TemplateSourceError(sorted(issues), tuple(refs))
     return tuple(refs)
 
 

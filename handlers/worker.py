@@ -17,18 +17,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 
 from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
+from handlers.netguard import TargetClient
 from handlers.ordering import ResourceOrder
 from handlers.reload import RulesReloader, publish
 from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
 from handlers.slots import RuleSlots
+from handlers.wakeup import WakingWorker
 from receiver import jobs
 from receiver.connection import RETRY_ERRORS, connect, retry_policy
 from receiver.deadletters import DeadLetters
@@ -73,8 +74,7 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
         return await _run_all(ctx, payload, rules)
     ordered = [r for r in rules if r.ordered]
     unordered = [r for r in rules if not r.ordered]
-    async with order.locked(resource):
-        fresh = await order.advance(resource, int(payload.get("ts_ms", 0)))
+    async with order.locked(resource, int(payload.get("ts_ms", 0))) as fresh:
         if not fresh and not payload.get("replay"):
             for rule in ordered:
                 await svc.audit.run(
@@ -111,7 +111,9 @@ async def _run_all(
         if not quiet:
             await _no_match(svc, payload)
         return {}
-    outcomes = await asyncio.gather(*(run_rule(svc, payload, rule) for rule in rules))
+    # A job's first try cannot have finished steps to skip: no need to look them up.
+    fresh = ctx.get("job_try", 1) == 1
+    outcomes = await asyncio.gather(*(run_rule(svc, payload, rule, fresh=fresh) for rule in rules))
     for rule, outcome in zip(rules, outcomes, strict=True):
         await _defer_if_needed(ctx, payload, rule.name, outcome)
     return {rule.name: outcome.status for rule, outcome in zip(rules, outcomes, strict=True)}
@@ -196,9 +198,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
     redis = connect(settings.redis_url, retry_s=settings.redis_retry)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     api = ApiClient(settings.api_url, api_key, max_connections=settings.api_max_connections)
-    http = httpx.AsyncClient(
-        timeout=10.0, follow_redirects=False, headers={"User-Agent": "tashooks/0.1"}
-    )
+    # Checks every address it connects to (and connects to the checked one): targets on
+    # private networks are refused unless the rules file allows them.
+    http = TargetClient(timeout=10.0, headers={"User-Agent": "tashooks/0.1"})
     rules: RuleSet = ctx["rules"]
     ctx[SERVICES] = Services(
         redis=redis,
@@ -268,7 +270,7 @@ def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker
     redis_settings.retry_on_error = RETRY_ERRORS
     redis_settings.conn_retries = max(1, int(settings.redis_retry))
     ctx: dict[str, Any] = {"settings": settings, "rules": rules, "watch_rules": watch}
-    worker = Worker(
+    worker = WakingWorker(
         functions=[
             func(process_event, name=jobs.PROCESS_EVENT),
             func(run_rule_job, name=jobs.RUN_RULE),
@@ -288,6 +290,8 @@ def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker
         handle_signals=False,
         health_check_interval=10,
         health_check_key=f"{keys.ns}:worker:health",
+        wake_channel=keys.wake,
+        redis_url=settings.redis_url,
     )
     # arq would wait job_timeout + 10 s before another worker may take over a job whose
     # worker died; the heartbeat keeps live jobs' keys fresh, so a short TTL is safe.

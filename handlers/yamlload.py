@@ -65,6 +65,8 @@ class Scalar:
     block: bool = False
     # A problem was already reported for this value; checks on it would only repeat it.
     broken: bool = False
+    # An unset ``${NAME}`` in it was replaced by ``<NAME>`` (a PlaceholderEnv, dry runs).
+    placeholder: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -147,6 +149,37 @@ def substitute(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
         return env[name]
 
     return _REFERENCE.sub(replace, text), errors
+
+
+class PlaceholderEnv(Mapping[str, str]):
+    """An environment in which an unset variable reads as ``<NAME>``, for dry runs.
+
+    ``unset`` lists the names that were replaced, in the order they were first used.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.unset: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.env:
+            return self.env[name]
+        if name not in self.unset:
+            self.unset.append(name)
+        return f"<{name}>"
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+    def is_placeholder(self, name: str) -> bool:
+        """Whether ``${name}`` reads as a placeholder."""
+        return name not in self.env
 
 
 def parse(text: str, *, file: str, env: Mapping[str, str]) -> tuple[Node | None, list[Problem]]:
@@ -267,13 +300,17 @@ class _Composer:
         tag = str(event.tag) if event.tag else None
         plain = event.style is None and tag is None
         text = str(event.value)
-        broken = False
+        broken = placeholder = False
         if "${" in text:
+            if isinstance(self.env, PlaceholderEnv):
+                names = (m.group(1) for m in _REFERENCE.finditer(text) if m.group(1))
+                placeholder = any(self.env.is_placeholder(name) for name in names)
             text, errors = substitute(text, self.env)
             for message in errors:
                 self.error(line, message)
             broken = bool(errors)
         node = Scalar(text, text, line, plain=plain, block=event.style == "|", broken=broken)
+        node.placeholder = placeholder
         if plain:
             node.value = resolve_plain(text)
         elif tag is not None and tag != "!":

@@ -22,14 +22,15 @@ from receiver.exceptions import StoreUnavailable
 from receiver.keys import Keys
 
 # KEYS: queue, audit, then per delivery: dedup, job, event hash
-# ARGV: now ms, job ttl ms, dedup ttl s, audit min id,
+# ARGV: now ms, job ttl ms, dedup ttl s, audit min id, wake channel,
 #       then per delivery: event id, job bytes, type, resource, source, canonical JSON
 # Returns per delivery: 1 and its id (stored), or 0 and the first delivery's id.
 _STORE = """
 local out = {}
 local n = (#KEYS - 2) / 3
+local queued = 0
 for i = 0, n - 1 do
-  local k, a = 3 + i * 3, 5 + i * 6
+  local k, a = 3 + i * 3, 6 + i * 6
   local existing = redis.call('GET', KEYS[k])
   if existing then
     redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[4], '*',
@@ -50,8 +51,10 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', KEYS[k + 2], ARGV[2])
     out[#out + 1] = 1
     out[#out + 1] = ARGV[a]
+    queued = queued + 1
   end
 end
+if queued > 0 then redis.call('PUBLISH', ARGV[5], queued) end
 return out
 """
 # Deliveries per script call: big enough to absorb a burst, small enough that one script
@@ -133,6 +136,7 @@ class Ingestor:
             # 5 minutes an event may be ahead of our clock.
             max(1, int(self.window_s + FUTURE_SKEW.total_seconds())),
             now_ms - window_ms,
+            self.keys.wake,
         ]
         for item in batch:
             event = item.event

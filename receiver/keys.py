@@ -57,6 +57,11 @@ class Keys:
         return f"{self.ns}:resource:{resource_id}:lock"
 
     @property
+    def wake(self) -> str:
+        """Pub/sub channel the receiver publishes on after queuing deliveries."""
+        return f"{self.ns}:wake"
+
+    @property
     def rules_version(self) -> str:
         """The version (hash) of the rules the workers last loaded, for ``/readyz``."""
         return f"{self.ns}:rules:version"

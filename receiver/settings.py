@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     # Prefix of every Redis key tashooks writes (and its arq queue), so that two
     # installations, or the demo, can share one Redis without touching each other.
     namespace: str = Field(default="tashooks", pattern=r"^[A-Za-z0-9_.-]+$")
-    # How often an idle worker looks for jobs (seconds).
-    poll_delay: float = Field(default=0.05, gt=0)
+    # How often an idle worker looks at the queue (seconds) when nothing wakes it: the
+    # receiver wakes workers when it queues work, so this only bounds how late a deferred
+    # job, or work queued while the wake-up channel was down, is picked up.
+    poll_delay: float = Field(default=0.5, gt=0)
     # Jobs one worker runs at once.
     max_jobs: int = Field(default=50, gt=0)
     log_level: str = "INFO"

@@ -14,6 +14,7 @@ from typing import Any
 
 from receiver.settings import Settings, SettingsError, load_settings
 from tashooks.cli_admin import add_admin_commands
+from tashooks.cli_rules import add_check_command, add_commands
 
 EXIT_USAGE = 2
 
@@ -67,24 +68,6 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
             file=sys.stderr,
         )
         return 1
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from handlers.rules import check_rules
-
-    path = Path(args.rules) if args.rules else _settings().rules
-    ruleset, problems = check_rules(path)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if ruleset is None or any(not p.warning for p in problems):
-        errors = sum(not p.warning for p in problems)
-        print(f"{path}: {errors} error(s); the rules were not loaded", file=sys.stderr)
-        return 1
-    print(
-        f"{path}: OK, {len(ruleset.rules)} rules, {len(ruleset.targets)} targets, "
-        f"version {ruleset.digest[:12]}"
-    )
     return 0
 
 
@@ -217,9 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         )
 
-    p = sub.add_parser("check", help="validate a rules file; exit 1 on any error")
-    p.add_argument("rules", nargs="?", help="rules file (default TASHOOKS_RULES or ./rules.yaml)")
-    p.set_defaults(func=cmd_check)
+    add_check_command(sub)
+    add_commands(sub)
 
     p = sub.add_parser("send", help="sign and post a test delivery")
     p.add_argument("type", help="event type, e.g. vps.created")

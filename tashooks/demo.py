@@ -16,6 +16,7 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from handlers.exceptions import RulesError
-from handlers.rules import load_rules
+from handlers.rules import RuleSet, load_rules
 from receiver.settings import SettingsError, load_settings
 from tashooks.daemon import run_daemon
 from tashooks.redisproc import RedisProcess, RedisServerError, free_port
@@ -154,6 +155,7 @@ async def _demo(
                 f"loaded {len(ruleset.rules)} rules from {rules_path}: "
                 + ", ".join(r.name for r in ruleset.rules)
             )
+            ruleset = _allow_stand_ins(ruleset, slack.url_for("/"))
             secret = secrets.token_urlsafe(24)
             port = free_port()
             settings = load_settings(
@@ -262,6 +264,22 @@ async def _demo(
                 await daemon
         await sim.close()
         await slack.close()
+
+
+def _allow_stand_ins(ruleset: RuleSet, base_url: str) -> RuleSet:
+    """The rules with ``allow_private`` on the targets that point at the local stand-ins.
+
+    Targets reach only public addresses unless they say ``allow_private: true``; the
+    example rules.yaml is written for real Slack and a real audit sink, so it does not.
+    """
+    targets = {
+        name: replace(target, allow_private=True) if target.url.startswith(base_url) else target
+        for name, target in ruleset.targets.items()
+    }
+    allowed = [name for name, target in targets.items() if target.allow_private]
+    if allowed:
+        step(f"targets {', '.join(allowed)} point at this machine: allow_private for the demo")
+    return replace(ruleset, targets=targets)
 
 
 def _vps_status(sim: Any, vps_id: str) -> str | None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from handlers.transforms import Transform
+
 if TYPE_CHECKING:
     import httpx
 
@@ -64,11 +66,19 @@ class StepType:
     name: str
     params: type[Params]
     run: Callable[[StepContext, Any], Awaitable[Any]]
-    # Parameters whose template output is percent-encoded as one path segment.
-    encoded: frozenset[str] = frozenset()
+    # Parameter -> what is done to each ``{{ }}`` output in it (and in everything nested
+    # inside it), never to the rule's own text: ``encode_segment`` (one URL path segment,
+    # one file name), ``escape_slack`` (no mentions or links from event data).
+    transforms: Mapping[str, Transform] = field(default_factory=dict)
     # Parameters that are never templates (names of targets, methods, modes...).
     literal: frozenset[str] = frozenset()
     # Parameters naming a target in ``targets:`` (checked when the rules load).
     target_field: str | None = None
     # One line describing what the step would do, for dry runs.
     describe: Callable[[Any], str] | None = None
+
+    @property
+    def encoded(self) -> Mapping[str, Transform]:
+        """The former name of ``transforms``: the loader compiles keys ``in`` it, and
+        ``StepSpec.render`` passes it to ``render_params``."""
+        return self.transforms

@@ -11,6 +11,7 @@ from pydantic import field_validator
 
 from handlers.exceptions import StepError
 from handlers.steps.base import Params, StepContext, StepType
+from handlers.transforms import encode_segment
 
 
 class FileParams(Params):
@@ -79,6 +80,6 @@ STEP = StepType(
     literal=frozenset({"mode"}),
     # Each value placed into the path is one file name: event data cannot add directories
     # or walk up (``..``), only the rules file's own text can.
-    encoded=frozenset({"path"}),
+    transforms={"path": encode_segment},
     describe=lambda p: f"write {len(p.content)} bytes to DATA_DIR/{p.path} (mode {p.mode})",
 )

@@ -1,6 +1,7 @@
 """``http``: send a request to a named target (forward the event elsewhere).
 
-Without ``json`` or ``body`` the event itself is sent as JSON.
+Without ``json`` or ``body`` the event itself is sent as JSON. The target's host must be
+public unless the target says ``allow_private: true`` (``handlers.netguard``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def run(ctx: StepContext, params: HttpParams) -> dict[str, Any]:
         json_body=json_body,
         content=params.body,
         headers=headers,
+        allow_private=target.allow_private,
     )
     return {"status": response.status, "body": response.body}
 

@@ -16,7 +16,7 @@ async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[En
     env = await make_env("""
         version: 1
         targets:
-          ops: {type: slack, url: "${SLACK_URL}"}
+          ops: {type: slack, url: "${SLACK_URL}", allow_private: true}
         rules:
           - name: tell
             on: vps.status_changed

@@ -15,7 +15,7 @@ from tests.faults.conftest import Env, event_body, wait_until
 RULES = """
 version: 1
 targets:
-  out: {type: http, url: "${SINK_URL}"}
+  out: {type: http, url: "${SINK_URL}", allow_private: true}
 rules:
   - name: in-order
     on: vps.status_changed

@@ -18,7 +18,7 @@ defaults:
   timeout: 5s
   retry: {attempts: 10, initial: 100ms, max: 1s}
 targets:
-  out: {type: http, url: "${SINK_URL}"}
+  out: {type: http, url: "${SINK_URL}", allow_private: true}
 rules:
   - name: forward
     on: tick

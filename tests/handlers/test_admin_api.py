@@ -19,7 +19,7 @@ version: 1
 defaults:
   {FAST_RETRY}
 targets:
-  ops: {{type: slack, url: "${{SLACK_URL}}"}}
+  ops: {{type: slack, url: "${{SLACK_URL}}", allow_private: true}}
 rules:
   - name: notify
     on: "vps.*"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,16 @@ from pydantic import field_validator
 
 from handlers.exceptions import RulesError, StepError
 from handlers.rules import RetryPolicy, RuleSet, StepSpec, check_rules, load_rules
+from handlers.steps import REGISTRY
 from handlers.steps.api import ApiParams
 from handlers.steps.base import Params, StepType, Target
 from handlers.templates import TemplateError, compile_template
+from handlers.yamlload import PlaceholderEnv
 
 TESTDATA = Path(__file__).parent / "testdata"
+# The step types, as messages list them.
+TYPES = ", ".join(REGISTRY)
+ONLY = "(only event, steps, rule and event_id are available)"
 ENV = {
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
     "AUDIT_SINK_URL": "https://audit.example/in",
@@ -401,10 +407,10 @@ def test_warnings_do_not_fail_the_load(tmp_path: Path) -> None:
     rules, problems = check_rules(path, env={})
     assert rules is not None
     assert [str(p) for p in problems] == [
+        f"{path}:3: warning: target 'spare' is not used by any rule",
         f"{path}:5: warning: 'vps.create' matches none of the known event types: vps.created, "
         "vps.deleted, vps.status_changed, template.deployed, template.deleted, "
         "kubernetes.ready, storage.bucket_created (did you mean 'vps.created'?)",
-        f"{path}:3: warning: target 'spare' is not used by any rule",
     ]
     assert load_rules(path, env={}).warnings == tuple(problems)
 
@@ -486,23 +492,23 @@ INLINE_MISTAKES = [
     (
         "targets: [ops]\n",
         [
-            "2: targets must be a mapping, not a list",
             "1: warning: no rules: events are stored and audited, but nothing runs",
+            "2: targets must be a mapping, not a list",
         ],
     ),
     (
         "targets:\n  bad name: {type: http, url: 'https://x.example'}\n",
         [
-            "3: target name 'bad name' may only use letters, digits, '_', '.' and '-'",
             "1: warning: no rules: events are stored and audited, but nothing runs",
+            "3: target name 'bad name' may only use letters, digits, '_', '.' and '-'",
             "3: warning: target 'bad name' is not used by any rule",
         ],
     ),
     (
         "targets:\n  t: {type: slack}\n",
         [
-            "3: target 't' is missing required key 'url'",
             "1: warning: no rules: events are stored and audited, but nothing runs",
+            "3: target 't' is missing required key 'url'",
             "3: warning: target 't' is not used by any rule",
         ],
     ),
@@ -510,27 +516,27 @@ INLINE_MISTAKES = [
         "targets:\n  t:\n    type: slack\n    url: https://x.example\n    headers: {A: b}\n"
         "    allow_private: maybe\n    colour: red\n",
         [
-            "8: unknown key 'colour' in target 't'; expected one of: type, url, headers, "
-            "allow_private",
-            "6: target 't': headers are only for http targets",
-            "7: target 't': allow_private must be true or false, not the string 'maybe'",
             "1: warning: no rules: events are stored and audited, but nothing runs",
             "3: warning: target 't' is not used by any rule",
+            "6: target 't': headers are only for http targets",
+            "7: target 't': allow_private must be true or false, not the string 'maybe'",
+            "8: unknown key 'colour' in target 't'; expected one of: type, url, headers, "
+            "allow_private",
         ],
     ),
     (
         "targets:\n  t: {type: http, url: 'https://x.example', headers: {A: [b]}}\n",
         [
-            "3: target 't': header 'A' must be a string, not a list",
             "1: warning: no rules: events are stored and audited, but nothing runs",
+            "3: target 't': header 'A' must be a string, not a list",
             "3: warning: target 't' is not used by any rule",
         ],
     ),
     (
         "targets:\n  t: {type: http, url: 'http://[::1'}\n",
         [
-            "3: target 't': url must be an http:// or https:// URL with a host",
             "1: warning: no rules: events are stored and audited, but nothing runs",
+            "3: target 't': url must be an http:// or https:// URL with a host",
             "3: warning: target 't' is not used by any rule",
         ],
     ),
@@ -626,10 +632,10 @@ INLINE_MISTAKES = [
         "rules:\n  - {name: r, on: vps.created, steps: [{logg: {message: hi}, iff: x}]}\n",
         [
             "3: unknown key 'logg' in step; expected one of: id, if, timeout, retry, "
-            "continue_on_error, or a step type (api, slack, http, file, log) (did you mean 'log'?)",
+            f"continue_on_error, or a step type ({TYPES}) (did you mean 'log'?)",
             "3: unknown key 'iff' in step; expected one of: id, if, timeout, retry, "
-            "continue_on_error, or a step type (api, slack, http, file, log) (did you mean 'if'?)",
-            "3: step has no type; add one of: api, slack, http, file, log",
+            f"continue_on_error, or a step type ({TYPES}) (did you mean 'if'?)",
+            f"3: step has no type; add one of: {TYPES}",
         ],
     ),
 ]
@@ -669,9 +675,9 @@ MISTAKES: dict[str, list[str]] = {
     "tab.yaml": ["4: tab character in indentation; YAML indents with spaces"],
     "duplicate_key.yaml": ["7: duplicate key 'on' (first defined at line 4)"],
     "unknown_key_top.yaml": [
-        "2: unknown key 'rule'; expected one of: version, defaults, targets, rules "
-        "(did you mean 'rules'?)",
         "1: warning: no rules: events are stored and audited, but nothing runs",
+        "2: unknown key 'rule'; expected one of: version, defaults, targets, rules, tests "
+        "(did you mean 'rules'?)",
     ],
     "unknown_key_rule.yaml": [
         "5: unknown key 'stpes' in rule; expected one of: name, on, when, throttle, "
@@ -679,7 +685,7 @@ MISTAKES: dict[str, list[str]] = {
     ],
     "unknown_key_step.yaml": [
         "7: unknown key 'retries' in step; expected one of: id, if, timeout, retry, "
-        "continue_on_error, or a step type (api, slack, http, file, log) (did you mean 'retry'?)",
+        f"continue_on_error, or a step type ({TYPES}) (did you mean 'retry'?)",
     ],
     "wrong_type.yaml": [
         "5: ordered must be true or false, not the string 'sometimes'",
@@ -687,7 +693,7 @@ MISTAKES: dict[str, list[str]] = {
         "9: continue_on_error must be true or false, not the number 1",
     ],
     "unknown_step_type.yaml": [
-        "6: unknown step type 'python'; expected one of: api, slack, http, file, log",
+        f"6: unknown step type 'shell'; expected one of: {TYPES}",
     ],
     "two_step_types.yaml": [
         "7: step has more than one type (log, file); put each in its own step",
@@ -697,8 +703,8 @@ MISTAKES: dict[str, list[str]] = {
     ],
     "target_mismatch.yaml": [
         "3: target 'auditor': url must be an http:// or https:// URL with a host",
-        "9: target 'sink' has type http; a slack step needs a target of type slack",
         "3: warning: target 'auditor' is not used by any rule",
+        "9: target 'sink' has type http; a slack step needs a target of type slack",
     ],
     "template_syntax.yaml": ["6: template syntax error: unexpected '}'"],
     "block_template.yaml": [
@@ -747,14 +753,67 @@ MISTAKES: dict[str, list[str]] = {
         "1: unsupported version 2; this tashooks reads version: 1",
         "3: defaults.retry.attempts must be a whole number greater than 0, not the number 0",
         "3: defaults.retry.backoff must be exponential or fixed, not the string 'linear'",
-        "4: unknown key 'colour'; expected one of: version, defaults, targets, rules",
+        "4: unknown key 'colour'; expected one of: version, defaults, targets, rules, tests",
         "6: target 'ops': type must be slack or http, not the string 'email'",
+        "6: warning: target 'ops' is not used by any rule",
         "8: rule name 'bad name' may only use letters, digits, '_', '.' and '-'",
         "9: on needs at least one event type",
         "10: steps must be a non-empty list of steps",
         "11: rule is missing required key 'name'",
-        "13: step has no type; add one of: api, slack, http, file, log",
-        "6: warning: target 'ops' is not used by any rule",
+        f"13: step has no type; add one of: {TYPES}",
+    ],
+    # A mistake in one part of a step hides none in another.
+    "one_part_hides_none.yaml": [
+        "6: log parameter 'level': input should be 'debug', 'info', 'warning' or 'error'",
+        "6: steps.nosuch: no step in rule 'parts' has id 'nosuch'",
+        "7: file parameter 'mode': mode '999' must be octal, e.g. \"0600\"",
+        "7: undefined name 'nope' in template",
+    ],
+    # A target with a mistake still has a type; a target named by a number is a name.
+    "broken_target_used.yaml": [
+        "3: target 'sink': url must be an http:// or https:// URL with a host",
+        "8: unknown target 'opz'; define it under targets:",
+        "9: target 'sink' has type http; a slack step needs a target of type slack",
+        "10: unknown target '5'; define it under targets:",
+    ],
+    "jinja_globals.yaml": [
+        f"6: undefined name 'range' in template {ONLY}",
+        f"7: undefined name 'dict' in template {ONLY}",
+        f"7: undefined name 'lipsum' in template {ONLY}",
+        f"7: undefined name 'self' in template {ONLY}",
+        f"8: undefined name 'cycler' in template {ONLY}",
+        f"8: undefined name 'joiner' in template {ONLY}",
+        f"8: undefined name 'namespace' in template {ONLY}",
+    ],
+    "unknown_filter.yaml": [
+        "6: undefined name 'nope' in template",
+        "6: unknown filter 'uper' in template (did you mean 'upper'?)",
+        "7: unknown test 'sting' in template (did you mean 'string'?)",
+    ],
+    "rule_options.yaml": [
+        "5: concurrency must be a whole number greater than 0, not the number 0",
+        "6: throttle.mode must be drop or delay, not the string 'queue'",
+    ],
+    "tests_unknown_rule.yaml": [
+        "10: test 'typo': fires names an unknown rule 'vps-dwn' (did you mean 'vps-down'?)",
+        "11: test 'typo': not_fires names an unknown rule 'vps-up'",
+    ],
+    "tests_schema.yaml": [
+        "9: test 'first': event.timestamp must be an RFC 3339 date-time, e.g. 2024-01-15T10:30:00Z",
+        "9: test 'first': event.data must be a mapping, not a list",
+        "11: unknown key 'expect' in test; expected one of: name, event, fires, not_fires",
+        "12: duplicate test name 'first' (first defined at line 8)",
+        "13: unknown key 'type' in the event of test 'first'; expected one of: event, "
+        "timestamp, data",
+        "13: the event of test 'first' is missing required key 'event'",
+        "15: test 'first': rule 'r' is listed twice (first at line 14)",
+        "16: test is missing required key 'name'",
+        "16: test needs fires or not_fires: the rules it checks",
+        "17: test 'nothing' needs fires or not_fires: the rules it checks",
+        "20: each test must be a mapping, not the string 'just-a-name'",
+    ],
+    "tests_not_a_list.yaml": [
+        "8: tests must be a list of tests (each starting with '- name:'), not a mapping",
     ],
 }
 
@@ -812,3 +871,134 @@ def test_step_error_for_invalid_rendered_params() -> None:
         "step 'up' (upper): parameters invalid after rendering: "
         "code: Value error, code must be upper case"
     )
+
+
+def test_problems_are_sorted_by_line() -> None:
+    for path in TESTDATA.glob("*.yaml"):
+        _, problems = check_rules(path, env={})
+        assert [p.line for p in problems] == sorted(p.line for p in problems), path.name
+
+
+# -- tests: --------------------------------------------------------------------------------
+
+
+def test_tests_section_loads(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """\
+        version: 1
+        rules:
+          - {name: a, on: vps.created, steps: [log: {message: a}]}
+          - {name: b, on: vps.deleted, steps: [log: {message: b}]}
+        tests:
+          - name: created
+            event:
+              event: vps.created
+              timestamp: 2024-01-15T10:30:00Z
+              data: {id: 0123, n: 2, x: 1.5, e: 1e3, hex: 0x1F, word: on, ok: true, none: null,
+                     list: [007, 7], deep: {id: 0042}}
+            fires: a
+            not_fires: [b]
+          - name: deleted
+            event: {event: vps.deleted}
+            fires: [b]
+        """,
+    )
+    created, deleted = rules.tests
+    assert (created.name, created.event_type, created.line) == ("created", "vps.created", 6)
+    assert [(e.rule, e.fires, e.line) for e in created.expect] == [
+        ("a", True, 12),
+        ("b", False, 13),
+    ]
+    # JSON numbers are numbers; any other unquoted value is the text as written.
+    assert created.event() == {
+        "event": "vps.created",
+        "timestamp": "2024-01-15T10:30:00Z",
+        "data": {
+            "id": "0123",
+            "n": 2,
+            "x": 1.5,
+            "e": 1000.0,
+            "hex": "0x1F",
+            "word": "on",
+            "ok": True,
+            "none": None,
+            "list": ["007", 7],
+            "deep": {"id": "0042"},
+        },
+    }
+    # Without a timestamp, the event is stamped when the test runs.
+    now = datetime(2025, 3, 1, 12, 0, 0, 500, tzinfo=UTC)
+    assert deleted.event(now) == {
+        "event": "vps.deleted",
+        "timestamp": "2025-03-01T12:00:00Z",
+        "data": {},
+    }
+    assert deleted.timestamp is None
+
+
+def test_placeholders_for_unset_variables(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        targets:
+          ops: {type: slack, url: "${HOOK}"}
+          sink: {type: http, url: "https://${SINK_HOST}/in", headers: {X-Token: "${SET}"}}
+        rules:
+          - name: r
+            on: vps.created
+            steps:
+              - api: {method: POST, path: "/networks/${NET}/attach"}
+              - slack: {target: ops, text: "${HOOK}"}
+              - http: {target: sink}
+        """,
+    )
+    env = PlaceholderEnv({"SET": "s3cret"})
+    rules = load_rules(path, env=env)
+    assert env.unset == ["HOOK", "SINK_HOST", "NET"]
+    # A placeholder that must be a URL is accepted in a target (it only ever is in dry runs).
+    assert rules.targets["ops"].url == "<HOOK>"
+    assert rules.targets["sink"].url == "https://<SINK_HOST>/in"
+    assert rules.targets["sink"].headers == {"X-Token": "s3cret"}
+    api = rules.rules[0].steps[0].render(context(vps("vps.created")))
+    assert api.model_dump()["path"] == "/networks/<NET>/attach"
+    # Without the placeholders, the same file is refused, as the daemon refuses it.
+    assert problems_of(tmp_path, path.read_text(), env={"SET": "x"}) == [
+        "3: environment variable HOOK is not set",
+        "4: environment variable SINK_HOST is not set",
+        "9: environment variable NET is not set",
+        "10: environment variable HOOK is not set",
+    ]
+    # A placeholder only excuses a URL that comes from a variable.
+    assert problems_of(
+        tmp_path,
+        "version: 1\ntargets:\n  t: {type: http, url: 'ftp://${X}'}\n",
+        env=PlaceholderEnv({"X": "x"}),
+    ) == [
+        "1: warning: no rules: events are stored and audited, but nothing runs",
+        "3: target 't': url must be an http:// or https:// URL with a host",
+        "3: warning: target 't' is not used by any rule",
+    ]
+
+
+def test_ids_never_become_numbers(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """\
+        version: 1
+        targets:
+          "0042": {type: http, url: "https://sink.example", headers: {X-Account: 0042}}
+        rules:
+          - name: r
+            on: vps.created
+            throttle: {key: 0123, limit: 1, per: 1m}
+            steps:
+              - http: {target: 0042, body: 1e3, headers: {X-Id: 0x1F}}
+        """,
+    )
+    assert rules.targets["0042"].headers == {"X-Account": "0042"}
+    rule = rules.rules[0]
+    assert rule.throttle is not None and rule.throttle.render_key(context(vps())) == "0123"
+    http = rule.steps[0].render(context(vps())).model_dump()
+    assert (http["target"], http["body"], http["headers"]) == ("0042", "1e3", {"X-Id": "0x1F"})

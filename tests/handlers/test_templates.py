@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 
 from handlers.exceptions import StepError
 from handlers.templates import (
@@ -168,20 +168,59 @@ def test_undefined_names_are_refused_at_load() -> None:
     ]
 
 
-def test_local_names_and_globals_are_allowed() -> None:
+def test_local_names_filters_and_tests_are_allowed() -> None:
     template = compile_template(
-        "{% set n = event.data.n %}{% for i in range(n) %}{{ i }}{% endfor %}"
-        "{{ dict(a=1).a }}{{ event.data | tojson }}"
+        "{% set n = event.data.n %}{% for i in event.data.tags %}{{ loop.index }}{{ i }}"
+        "{% endfor %}{{ n + 1 }}{{ event.data | tojson }}{{ n is number }}"
     )
-    assert template.render(context(n=3)) == '0121{"n": 3}'
+    assert template.render(context(n=3, tags=["a", "b"])) == (
+        '1a2b4{"n": 3, "tags": ["a", "b"]}True'
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["range(3)", "dict(a=1)", "lipsum()", "cycler(1, 2)", "joiner()", "namespace()", "self"]
+)
+def test_jinja_globals_are_refused_at_load(name: str) -> None:
+    with pytest.raises(TemplateSourceError) as info:
+        compile_template("{{ " + name + " }}")
+    word = name.partition("(")[0]
+    assert info.value.issues == [
+        (
+            1,
+            f"undefined name '{word}' in template (only event, steps, rule and event_id are "
+            "available)",
+        )
+    ]
+
+
+def test_jinja_globals_are_gone_at_run_time_too() -> None:
+    # Bypassing the load-time check: the environment itself has none of them.
+    assert environment().globals == {}
+    with pytest.raises(UndefinedError):
+        environment().from_string("{{ range(3) | list }}").render()
 
 
 def test_syntax_errors_carry_the_template_line() -> None:
     with pytest.raises(TemplateSourceError) as info:
         compile_template("line one\n{{ event.data.name }")
     assert info.value.issues == [(2, "template syntax error: unexpected '}'")]
-    with pytest.raises(TemplateSourceError, match="No filter named 'nope'"):
-        compile_template("{{ rule | nope }}")
+
+
+def test_unknown_filters_and_tests_are_all_reported_with_other_mistakes() -> None:
+    with pytest.raises(TemplateSourceError) as info:
+        compile_template("{{ rule | uper }}\n{% if rule is nosuch %}{{ nope }}{% endif %}")
+    assert info.value.issues == [
+        (1, "unknown filter 'uper' in template (did you mean 'upper'?)"),
+        (2, "undefined name 'nope' in template"),
+        (2, "unknown test 'nosuch' in template"),
+    ]
+
+
+def test_step_refs_are_kept_when_a_template_has_a_mistake() -> None:
+    with pytest.raises(TemplateSourceError) as info:
+        compile_template("{{ nope }}{{ steps.later.body }}")
+    assert info.value.step_refs == (("later", 1),)
 
 
 def test_undefined_at_run_time_is_a_non_retryable_step_error() -> None:

@@ -17,7 +17,7 @@ version: 1
 defaults:
   timeout: 5s
 targets:
-  ops: {type: slack, url: "${SLACK_URL}"}
+  ops: {type: slack, url: "${SLACK_URL}", allow_private: true}
 rules:
   - name: save-kubeconfig
     on: kubernetes.ready
@@ -85,7 +85,7 @@ async def test_failing_step_lands_in_dead_letters_after_its_retries(
         defaults:
           {FAST_RETRY}
         targets:
-          ops: {{type: slack, url: "${{SLACK_URL}}"}}
+          ops: {{type: slack, url: "${{SLACK_URL}}", allow_private: true}}
         rules:
           - name: notify
             on: vps.status_changed
@@ -112,7 +112,7 @@ async def test_slack_permanent_error_is_not_retried(make_stack: StackFactory) ->
         defaults:
           {FAST_RETRY}
         targets:
-          ops: {{type: slack, url: "${{SLACK_URL}}"}}
+          ops: {{type: slack, url: "${{SLACK_URL}}", allow_private: true}}
         rules:
           - name: notify
             on: "vps.*"
@@ -308,7 +308,7 @@ async def test_http_target_gets_the_event_and_throttle_drops_repeats(
     stack = await make_stack("""
         version: 1
         targets:
-          sink: {type: http, url: "${SINK_URL}"}
+          sink: {type: http, url: "${SINK_URL}", allow_private: true}
         rules:
           - name: forward
             on: "vps.*"
@@ -364,7 +364,7 @@ async def test_throttle_delay_runs_later_instead_of_dropping(make_stack: StackFa
     stack = await make_stack("""
         version: 1
         targets:
-          sink: {type: http, url: "${SINK_URL}"}
+          sink: {type: http, url: "${SINK_URL}", allow_private: true}
         rules:
           - name: forward
             on: "vps.*"
@@ -402,3 +402,24 @@ async def test_concurrency_limit(make_stack: StackFactory) -> None:
     assert times[-1] - times[0] >= 0.55
     in_flight = max(sum(1 for t in times if start <= t < start + 0.25) for start in times)
     assert in_flight <= 2
+
+
+async def test_new_work_wakes_the_worker_without_waiting_for_a_poll(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(
+        """
+        version: 1
+        rules:
+          - name: note
+            on: x.y
+            steps:
+              - log: {message: "hi"}
+        """,
+        poll_delay=30.0,
+    )
+    await asyncio.sleep(0.3)  # the worker has looked once and now sleeps for 30 s
+    started = time.monotonic()
+    event_id = await stack.send("x.y", n="1")
+    assert (await stack.wait_runs(event_id, max_wait=10))[0]["status"] == "ok"
+    assert time.monotonic() - started < 5  # woken by the receiver, not by the 30 s poll
