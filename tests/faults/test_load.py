@@ -92,6 +92,7 @@ async def test_connections_stay_flat_over_5000_deliveries(
         samples.append(int((await redis.info("clients"))["connected_clients"]))
     finally:
         await redis.aclose()
-    # After warm-up the count does not grow with the number of deliveries.
-    assert max(samples[1:]) - min(samples[1:]) <= 3, samples
-    assert max(samples) < 40, samples
+    # No connection per delivery: the count stays bounded by the pools' sizes (a leak
+    # would add thousands) and does not keep growing with the number of deliveries.
+    assert max(samples) <= 40, samples
+    assert samples[-1] <= max(samples[:5]) + 10, samples
