@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from handlers.metrics import WorkerMetrics
 from receiver.keys import Keys
 
 
@@ -42,10 +43,17 @@ class RunLog:
 class Audit:
     """Appends run and step records, trimmed to ``retention_s``."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, retention_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        retention_s: float,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
+        self.metrics = metrics
 
     def _min_id(self) -> int:
         return int(time.time() * 1000) - self.retention_ms
@@ -78,6 +86,8 @@ class Audit:
         """Record how the run ended, in the stream and in the event's hash (with the unsent
         step records, and deleting ``delete`` — the run's progress key — in the same trip)."""
         now_ms = int(time.time() * 1000)
+        if self.metrics is not None:
+            self.metrics.rule_runs.labels(rule=log.rule, status=status).inc()
         doc = {
             "rule": log.rule,
             "status": status,

@@ -17,6 +17,7 @@ import email.utils
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -106,8 +107,11 @@ class ApiClient:
         timeout: float = 10.0,
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_response: Callable[[str, int | str], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Told of every request's outcome: (method, HTTP status or "error"); for metrics.
+        self.on_response = on_response or (lambda method, status: None)
         self.max_connections = max_connections
         self.pool_waits = 0  # times a request waited POOL_WAIT_S for a free connection
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -177,7 +181,9 @@ class ApiClient:
                     waited,
                 )
             except httpx.HTTPError as exc:
+                self.on_response(method, "error")
                 raise _transport_error(exc, method, url, headers.get("Idempotency-Key")) from exc
+        self.on_response(method, response.status_code)
         body = _parse_body(response)
         if response.status_code < 300:
             return Response(response.status_code, body, dict(response.headers))

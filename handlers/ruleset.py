@@ -21,16 +21,8 @@ from handlers.exceptions import Problem, StepError
 from handlers.steps.base import Params, StepType, Target
 from handlers.templates import Predicate, Template, render_params
 
-# The platform's event types (API reference, "Event Types"); others are accepted but warned.
-KNOWN_EVENT_TYPES = (
-    "vps.created",
-    "vps.deleted",
-    "vps.status_changed",
-    "template.deployed",
-    "template.deleted",
-    "kubernetes.ready",
-    "storage.bucket_created",
-)
+# The platform's event types; rules naming none of them are warned.
+from receiver.events import KNOWN_EVENT_TYPES as KNOWN_EVENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)

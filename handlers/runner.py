@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
 from handlers.exceptions import Deferred, StepError, StepTimeout
+from handlers.metrics import WorkerMetrics
 from handlers.redact import redact, summarize
 from handlers.slots import RuleSlots
 from handlers.steps.base import StepContext
@@ -49,6 +50,7 @@ class Services:
     retention_s: float
     rules: RuleSet
     slots: RuleSlots
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ async def _run_rule(
             return Outcome("deferred", str(exc), exc.delay, {spec.index: attempt})
         except StepError as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
+            _observe(svc, spec, "failed", started)
             svc.audit.step(
                 log,
                 step=spec.index,
@@ -235,6 +238,7 @@ async def _run_rule(
             return await _dead_letter(svc, payload, rule, log, spec, exc, attempt)
         if spec.id:
             steps[spec.id] = result
+        _observe(svc, spec, "ok", started)
         svc.audit.step(
             log,
             step=spec.index,
@@ -248,6 +252,11 @@ async def _run_rule(
         await _finish_step(svc, progress_key, spec, result, log, last)
     await svc.audit.run(log, "ok", delete=progress_key)
     return Outcome("ok")
+
+
+def _observe(svc: Services, spec: StepSpec, status: str, started: float) -> None:
+    svc.metrics.steps.labels(step_type=spec.type, status=status).inc()
+    svc.metrics.step_duration.labels(step_type=spec.type).observe(time.monotonic() - started)
 
 
 def _ms_since(started: float) -> float:

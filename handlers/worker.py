@@ -23,6 +23,7 @@ from arq.worker import Worker, func
 
 from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
+from handlers.metrics import WorkerMetrics
 from handlers.netguard import TargetClient
 from handlers.ordering import ResourceOrder
 from handlers.reload import RulesReloader, publish
@@ -197,7 +198,13 @@ async def _startup(ctx: dict[str, Any]) -> None:
     keys = Keys(settings.namespace)
     redis = connect(settings.redis_url, retry_s=settings.redis_retry)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    api = ApiClient(settings.api_url, api_key, max_connections=settings.api_max_connections)
+    metrics: WorkerMetrics = ctx["metrics"]
+    api = ApiClient(
+        settings.api_url,
+        api_key,
+        max_connections=settings.api_max_connections,
+        on_response=metrics.api_call,
+    )
     # Checks every address it connects to (and connects to the checked one): targets on
     # private networks are refused unless the rules file allows them.
     http = TargetClient(timeout=10.0, headers={"User-Agent": "tashooks/0.1"})
@@ -207,12 +214,13 @@ async def _startup(ctx: dict[str, Any]) -> None:
         keys=keys,
         api=api,
         http=http,
-        audit=Audit(redis, keys, settings.dedup_window),
+        audit=Audit(redis, keys, settings.dedup_window, metrics),
         deadletters=DeadLetters(redis, keys),
         data_dir=settings.data_dir,
         retention_s=settings.dedup_window,
         rules=rules,
         slots=RuleSlots(redis, keys),
+        metrics=metrics,
     )
     ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
@@ -253,7 +261,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     await svc.redis.aclose()
 
 
-def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker:
+def create_worker(
+    settings: Settings, *, rules: RuleSet | None = None, metrics: WorkerMetrics | None = None
+) -> Worker:
     """An arq worker for ``settings`` (call inside a running event loop). Signals are the
     caller's to handle (see ``tashooks.daemon``); ``reload_rules(worker)`` reloads.
 
@@ -269,7 +279,12 @@ def create_worker(settings: Settings, *, rules: RuleSet | None = None) -> Worker
     redis_settings.retry = retry_policy(settings.redis_retry)
     redis_settings.retry_on_error = RETRY_ERRORS
     redis_settings.conn_retries = max(1, int(settings.redis_retry))
-    ctx: dict[str, Any] = {"settings": settings, "rules": rules, "watch_rules": watch}
+    ctx: dict[str, Any] = {
+        "settings": settings,
+        "rules": rules,
+        "watch_rules": watch,
+        "metrics": metrics or WorkerMetrics(),
+    }
     worker = WakingWorker(
         functions=[
             func(process_event, name=jobs.PROCESS_EVENT),

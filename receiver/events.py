@@ -14,6 +14,16 @@ from typing import Any
 # RFC 3339 date-time: a full date, "T" (or space, per its note), a time and an offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 FUTURE_SKEW = timedelta(minutes=5)
+# The platform's event types (API reference, "Event Types"); others are accepted too.
+KNOWN_EVENT_TYPES = (
+    "vps.created",
+    "vps.deleted",
+    "vps.status_changed",
+    "template.deployed",
+    "template.deleted",
+    "kubernetes.ready",
+    "storage.bucket_created",
+)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 

@@ -172,6 +172,17 @@ class Ingestor:
             return None
         return raw.decode() if isinstance(raw, bytes) else None
 
+    async def depths(self) -> tuple[int, int] | None:
+        """(jobs queued, dead letters), or None when Redis does not answer."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(self.keys.queue)
+                pipe.zcard(self.keys.deadletter_index)
+                queued, dead = await pipe.execute()
+        except (RedisError, OSError):
+            return None
+        return int(queued), int(dead)
+
     async def ping(self) -> bool:
         """True when Redis answers."""
         try:

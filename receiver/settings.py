@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # How long a worker keeps retrying Redis commands through an outage before it exits
     # (non-zero, for its supervisor to restart it).
     redis_retry: float = 60.0
+    # Port of a worker's own /metrics (on HOST); 0 turns it off. In `serve` the receiver's
+    # /metrics includes the worker's.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     # Connections the worker keeps to the API (jobs beyond this wait for one).
     api_max_connections: int = Field(default=100, gt=0)
 

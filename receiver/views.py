@@ -85,6 +85,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         stored = await app[INGESTOR].store(event, source=request.remote or "")
     except StoreUnavailable as exc:
         metrics.delivery("unavailable")
+        metrics.redis_errors.labels(component="receiver").inc()
         logger.error("Redis unavailable, delivery not acknowledged: %s", exc)
         return responses.error(
             503,
@@ -118,8 +119,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    body, content_type = request.app[METRICS].render()
+    """Prometheus text exposition. Queue depth and dead letters are read from Redis now."""
+    metrics = request.app[METRICS]
+    depths = await request.app[INGESTOR].depths()
+    if depths is None:
+        metrics.redis_errors.labels(component="receiver").inc()
+    else:
+        metrics.queue_depth.set(depths[0])
+        metrics.deadletters.set(depths[1])
+    body, content_type = metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

@@ -10,11 +10,14 @@ from typing import Any
 
 from aiohttp import web
 from arq.worker import Worker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from handlers.metrics import WorkerMetrics
 from handlers.rules import RuleSet
 from handlers.worker import create_worker, reload_rules
 from receiver.app import create_app
 from receiver.settings import Settings
+from receiver.state import METRICS
 
 logger = logging.getLogger("tashooks")
 
@@ -30,6 +33,37 @@ def _on_sighup(worker: Worker | None) -> None:
     task = asyncio.create_task(reload_rules(worker, "SIGHUP"))
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+async def _serve_metrics(metrics: WorkerMetrics, settings: Settings) -> web.AppRunner | None:
+    """A worker's own /metrics and /healthz on HOST:METRICS_PORT (a busy port: a warning)."""
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    except OSError as exc:
+        logger.warning(
+            "worker metrics not served on %s:%d (%s); set TASHOOKS_METRICS_PORT "
+            "to a free port, or 0",
+            settings.host,
+            settings.metrics_port,
+            exc,
+        )
+        await runner.cleanup()
+        return None
+    logger.info("worker metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    return runner
 
 
 async def run_daemon(
@@ -59,13 +93,19 @@ async def run_daemon(
     # httpx logs every request's full URL at INFO; Slack webhook URLs carry their secret in
     # the path, so its records stay out of our logs.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    metrics_runner: web.AppRunner | None = None
     try:
         if worker:
             # Rules from the file (rules=None) are also reloaded on SIGHUP and on change.
-            arq_worker = create_worker(settings, rules=rules)
+            worker_metrics = WorkerMetrics()
+            arq_worker = create_worker(settings, rules=rules, metrics=worker_metrics)
             worker_task = asyncio.create_task(arq_worker.async_run())
+            if not receiver and settings.metrics_port:
+                metrics_runner = await _serve_metrics(worker_metrics, settings)
         if receiver:
             app = create_app(settings)
+            if worker:
+                app[METRICS].extra.append(worker_metrics.registry)
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
@@ -82,6 +122,8 @@ async def run_daemon(
     finally:
         if runner is not None:
             await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         if arq_worker is not None:
             arq_worker.allow_pick_jobs = False
             running = [t for t in arq_worker.tasks.values() if not t.done()]

@@ -47,3 +47,31 @@ async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[En
     assert "DEBUG" in logs and "tashooks" in logs  # it did log, verbosely
     for secret in (SLACK_TOKEN, SECRET, API_KEY):
         assert secret not in logs, secret
+
+
+async def test_a_worker_serves_its_own_metrics(make_env: Callable[..., Awaitable[Env]]) -> None:
+    from tashooks.redisproc import free_port
+
+    env = await make_env("""
+        version: 1
+        rules:
+          - name: note
+            on: x.y
+            steps:
+              - log: {message: "hi"}
+    """)
+    await env.start_receiver()
+    port = free_port()
+    proc = env.spawn("worker", TASHOOKS_METRICS_PORT=str(port))
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        assert (await env.post(client, event_body("x.y", n=1))).status_code == 202
+
+        async def counted() -> bool:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                return False
+            return 'tashooks_rule_runs_total{rule="note",status="ok"} 1.0' in text
+
+        await wait_until(counted, 20, "the worker's metrics to count the run")
+    assert await asyncio.to_thread(stop_process, proc) == 0
