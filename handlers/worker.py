@@ -31,7 +31,7 @@ from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
 from handlers.slots import RuleSlots
 from handlers.wakeup import WakingWorker
-from receiver import jobs
+from receiver import jobs, logctx
 from receiver.connection import RETRY_ERRORS, connect, retry_policy
 from receiver.deadletters import DeadLetters
 from receiver.keys import Keys
@@ -56,6 +56,7 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
     order: ResourceOrder = ctx["order"]
     event = payload["event"]
     event_id = payload["id"]
+    logctx.event_id.set(event_id)
     if ctx.get("job_try", 1) > MAX_JOB_TRIES:
         dl_id = await svc.deadletters.add(
             {
@@ -129,6 +130,7 @@ async def run_rule_job(
 ) -> str:
     """Run one rule of an event again (a deferred retry, or a dead letter retried)."""
     svc: Services = ctx[SERVICES]
+    logctx.event_id.set(payload["id"])
     rule = svc.rules.get(rule_name)
     if rule is None:
         dl_id = await svc.deadletters.add(

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Jobs one worker runs at once.
     max_jobs: int = Field(default=50, gt=0)
     log_level: str = "INFO"
+    # json (one object a line), text (for people), or auto: text on a terminal.
+    log_format: str = Field(default="auto", pattern=r"^(auto|json|text)$")
     # Seconds running jobs get to finish on SIGTERM before they are cancelled (and re-run
     # later by another worker).
     shutdown_grace: float = 30.0
@@ -97,6 +99,14 @@ class Settings(BaseSettings):
         if value < 60:
             raise ValueError("must be at least 1m (deliveries are remembered that long)")
         return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret value configured (to keep out of logs)."""
+        values = [s.decode() for s in self.webhook_secrets]
+        for secret in (self.api_key, self.admin_token):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        return values
 
     @property
     def webhook_secrets(self) -> list[bytes]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 
 from aiohttp import web
 
-from receiver import responses
+from receiver import logctx, responses
 from receiver.events import EventInvalid, check_age, parse_event
 from receiver.exceptions import StoreUnavailable
 from receiver.openapi import openapi_document
@@ -19,6 +21,7 @@ from receiver.state import INGESTOR, METRICS, REJECTIONS, SECRETS, SETTINGS
 
 logger = logging.getLogger("tashooks.receiver")
 RETRY_AFTER_S = "5"
+_TOKEN = re.compile(r"^[A-Za-z0-9._:-]+$")
 # A body that takes longer than this to arrive is refused (slow clients hold connections).
 BODY_TIMEOUT_S = 30.0
 
@@ -45,8 +48,17 @@ def _rejected(request: web.Request, outcome: str, field: str = "") -> None:
     logger.debug("delivery refused: %s", reason, extra={"source": request.remote or ""})
 
 
+def _request_id(request: web.Request) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, else a new one."""
+    given = request.headers.get("X-Request-ID", "")
+    if 0 < len(given) <= 64 and _TOKEN.match(given):
+        return given
+    return "req_" + secrets.token_hex(8)
+
+
 async def post_webhook(request: web.Request) -> web.Response:
     """Verify, validate, deduplicate, store and queue one delivery (checks cheapest first)."""
+    logctx.request_id.set(_request_id(request))
     app = request.app
     settings = app[SETTINGS]
     metrics = app[METRICS]
@@ -66,8 +78,8 @@ async def post_webhook(request: web.Request) -> web.Response:
             f"body is larger than {settings.max_body} bytes",
             {"limit": settings.max_body},
         )
-    secrets: list[bytes] = app[SECRETS]
-    if not verify(body, request.headers.get(HEADER), secrets):
+    configured: list[bytes] = app[SECRETS]
+    if not verify(body, request.headers.get(HEADER), configured):
         _rejected(request, "unauthorized")
         return responses.error(
             401,
@@ -93,6 +105,7 @@ async def post_webhook(request: web.Request) -> web.Response:
             "storage is unavailable; the delivery was not stored, retry later",
             headers={"Retry-After": RETRY_AFTER_S},
         )
+    logctx.event_id.set(stored.id)
     if not stored.new:
         metrics.delivery("duplicate", event.type)
         return web.json_response({"status": "duplicate", "id": stored.id}, status=200)

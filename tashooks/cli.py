@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,14 +18,10 @@ from tashooks.cli_rules import add_check_command, add_commands
 EXIT_USAGE = 2
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # arq logs every job at INFO: useful when debugging, noise otherwise.
-    logging.getLogger("arq").setLevel(logging.WARNING)
+def _setup_logging(settings: Settings) -> None:
+    from tashooks.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format, settings.secret_values())
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -45,7 +40,7 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
     settings = _settings(
         host=args.host, port=args.port, rules=args.rules, shutdown_grace=args.grace
     )
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     if receiver:
         try:
             settings.require_webhook_secret()
@@ -154,9 +149,10 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from tashooks.logs import setup_logging
     from tashooks.simulate_cmd import run_simulator_forever
 
-    _setup_logging("INFO")
+    setup_logging("INFO")
     asyncio.run(run_simulator_forever(args.host, args.port, args.api_key))
     return 0
 

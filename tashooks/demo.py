@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 import sys
@@ -28,6 +27,7 @@ from handlers.exceptions import RulesError
 from handlers.rules import RuleSet, load_rules
 from receiver.settings import SettingsError, load_settings
 from tashooks.daemon import run_daemon
+from tashooks.logs import setup_logging
 from tashooks.redisproc import RedisProcess, RedisServerError, free_port
 from tashooks.register import register_webhook
 from tashooks.simulator import SimulatorConfig, start_simulator
@@ -88,11 +88,7 @@ async def _clean_namespace(url: str, namespace: str) -> None:
 
 async def run_demo(rules: Path | None = None, timeout: float = 30.0, verbose: bool = False) -> int:
     """Run the demo; return the exit code (0 when every expected effect was seen)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="  %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("arq").setLevel(logging.INFO if verbose else logging.WARNING)
+    setup_logging("INFO" if verbose else "WARNING", "text")
     try:
         base = load_settings()
     except SettingsError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -10,6 +11,7 @@ import httpx
 from tests.faults.conftest import API_KEY, SECRET, Env, event_body, stop_process, wait_until
 
 SLACK_TOKEN = "xoxSECRETwebhookTOKEN42"
+ADMIN_TOKEN = "admin-token-that-must-not-leak"
 
 
 async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[Env]]) -> None:
@@ -23,9 +25,16 @@ async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[En
             steps:
               - api: {method: GET, path: "/vps"}
               - slack: {target: ops, text: "{{ event.data.name }} is {{ event.data.status }}"}
+              - log: {message: "told ops about {{ event.data.name }}"}
     """)
     slack_url = env.stub.url_for(f"/services/T1/B1/{SLACK_TOKEN}")
-    proc = env.spawn("serve", TASHOOKS_LOG_LEVEL="DEBUG", SLACK_URL=slack_url)
+    proc = env.spawn(
+        "serve",
+        TASHOOKS_LOG_LEVEL="DEBUG",
+        TASHOOKS_LOG_FORMAT="json",
+        TASHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
+        SLACK_URL=slack_url,
+    )
     async with httpx.AsyncClient(timeout=10.0) as client:
 
         async def accepted() -> bool:
@@ -44,9 +53,15 @@ async def test_secrets_stay_out_of_the_logs(make_env: Callable[..., Awaitable[En
     await env.stub.wait_for_messages(1, max_wait=20)
     assert await asyncio.to_thread(stop_process, proc) == 0
     logs = env.logs()
-    assert "DEBUG" in logs and "tashooks" in logs  # it did log, verbosely
-    for secret in (SLACK_TOKEN, SECRET, API_KEY):
+    records = [json.loads(line) for line in logs.splitlines() if line.strip()]
+    assert {"debug", "info"} <= {r["level"] for r in records}  # it did log, verbosely
+    for secret in (SLACK_TOKEN, SECRET, API_KEY, ADMIN_TOKEN):
         assert secret not in logs, secret
+    # Lines about an event carry its id (the worker's and the receiver's alike).
+    about_events = [r for r in records if r.get("event_id")]
+    assert {r["logger"] for r in about_events} >= {"tashooks.receiver", "tashooks.rules"}
+    accepted = [r for r in records if r["message"] == "delivery accepted"]
+    assert accepted and all(r["event_id"].startswith("evt_") and r["request_id"] for r in accepted)
 
 
 async def test_a_worker_serves_its_own_metrics(make_env: Callable[..., Awaitable[Env]]) -> None:
