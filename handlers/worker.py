@@ -228,6 +228,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
     svc: Services = ctx[SERVICES]
+    await redis.zadd(keys.workers, {ctx["worker_id"]: int(time.time() * 1000)})
     await publish(redis, keys, rules, svc.audit, "start")
     if ctx.get("watch_rules"):
 

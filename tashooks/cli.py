@@ -14,6 +14,7 @@ from typing import Any
 from receiver.settings import Settings, SettingsError, load_settings
 from tashooks.cli_admin import add_admin_commands
 from tashooks.cli_rules import add_check_command, add_commands
+from tashooks.cli_status import add_status_command
 
 EXIT_USAGE = 2
 
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_admin_commands(sub)
+    add_status_command(sub)
     return parser
 
 

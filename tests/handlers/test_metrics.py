@@ -54,3 +54,42 @@ async def test_metrics_after_real_runs(make_stack: StackFactory) -> None:
     assert value(text, "tashooks_api_calls_total", method="GET", status="200") == 1
     assert value(text, "tashooks_deadletters") == 1
     assert value(text, "tashooks_queue_depth") == 0
+
+
+async def test_status_command_shows_the_running_system(make_stack: StackFactory) -> None:
+    import asyncio
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    stack = await make_stack(RULES)
+    stack.slack.fail(SLACK_PATH, status=500, count=None)
+    await stack.wait_runs(await stack.send("vps.deleted", id="vps_2"))
+    env = {**os.environ, "TASHOOKS_REDIS_URL": stack.settings.redis_url}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tashooks.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["redis"]["ok"] and status["redis"]["aof"]
+    assert status["queue"]["depth"] == 0
+    assert len(status["workers"]) == 1
+    assert status["deadletters"] == 1
+    digest = hashlib.sha256(stack.settings.rules.read_bytes()).hexdigest()
+    assert status["rules_version"] == digest[:12]
+    text = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tashooks.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "1 live" in text.stdout and "tashooks dlq list" in text.stdout
