@@ -9,13 +9,17 @@ RUN python -m venv /opt/tashooks \
  && /opt/tashooks/bin/pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /app --create-home tashooks
+# /app/data exists, owned by tashooks, so that a fresh volume mounted there (compose `data`)
+# starts with that owner: a volume on a missing path would be root's, and `file` steps fail.
+RUN useradd --system --uid 10001 --home-dir /app --create-home tashooks \
+ && install -d -o tashooks -g tashooks -m 0750 /app/data
 COPY --from=build /opt/tashooks /opt/tashooks
 COPY rules.yaml /app/rules.yaml
 WORKDIR /app
 USER tashooks
 ENV PATH=/opt/tashooks/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     TASHOOKS_HOST=0.0.0.0 \
     TASHOOKS_PORT=8080 \
     TASHOOKS_RULES=/app/rules.yaml \
