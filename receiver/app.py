@@ -29,6 +29,7 @@ from receiver.state import (
     SECRETS,
     SETTINGS,
 )
+from receiver.ui import add_ui_routes
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", views.openapi_view)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         add_admin_routes(app)
+        add_ui_routes(app)
     return app
 
 

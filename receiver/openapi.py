@@ -36,6 +36,7 @@ _INT: Schema = {"type": "integer"}
 _NSTR: Schema = {"type": ["string", "null"]}
 _TIME: Schema = {"type": "string", "format": "date-time"}
 _ANY_OBJ: Schema = {"type": "object"}
+_BOOL: Schema = {"type": "boolean"}
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": _obj(
@@ -106,6 +107,41 @@ _SCHEMAS: dict[str, Schema] = {
         status={"type": "string", "const": "queued"},
         job_id=_STR,
         event_id=_STR,
+    ),
+    "Stats": _obj(
+        ["bucket", "bucket_s", "since", "until", "series", "truncated", "buckets"],
+        bucket=_STR,
+        bucket_s={"type": "number"},
+        since=_TIME,
+        until=_TIME,
+        series=_obj(
+            ["deliveries", "runs"],
+            deliveries={"type": "array", "items": _STR},
+            runs={"type": "array", "items": _STR},
+        ),
+        truncated=_BOOL,
+        scanned_from={"type": ["string", "null"], "format": "date-time"},
+        buckets={
+            "type": "array",
+            "items": _obj(
+                ["start", "start_ms", "deliveries", "runs"],
+                start=_TIME,
+                start_ms=_INT,
+                deliveries={"type": "object", "additionalProperties": _INT},
+                runs={"type": "object", "additionalProperties": _INT},
+            ),
+        },
+    ),
+    "DryRun": _obj(
+        ["event", "fired", "rules"],
+        event=_ANY_OBJ,
+        fired={"type": "array", "items": _STR},
+        rules={"type": "array", "items": _ANY_OBJ},
+        rules_file=_STR,
+        rules_version=_STR,
+        running_version=_STR,
+        placeholders={"type": "array", "items": _STR},
+        note=_STR,
     ),
 }
 
@@ -266,6 +302,59 @@ def _paths() -> dict[str, Any]:
                 {"204": {"description": "deleted"}, **_NOT_FOUND},
                 parameters=[_ID],
             )
+        },
+        "/stats": {
+            "get": _admin_op(
+                "Deliveries and rule runs per time bucket, from the audit stream",
+                {
+                    "200": _json("counts, oldest bucket first", _ref("Stats")),
+                    "422": _error("bad parameter"),
+                },
+                parameters=[
+                    _query("bucket", "bucket size, a duration of at least 1s (default 1m)"),
+                    _query("since", f"window start (default 1h): {when}"),
+                    _query("until", f"window end (default now): {when}"),
+                ],
+            )
+        },
+        "/dry-run": {
+            "post": _admin_op(
+                "What the rules would do with an event, without doing it "
+                "(needs receiver and worker in one process: tashooks serve)",
+                {
+                    "200": _json("the plan of every rule", _ref("DryRun")),
+                    "409": _error("the rules file does not validate"),
+                    "413": _error("body too large"),
+                    "422": _error("not a valid event"),
+                    "501": _error("this process runs no worker: no rules to dry-run"),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": _obj(["event"], event=_STR, timestamp=_TIME, data=_ANY_OBJ)
+                        }
+                    },
+                },
+            )
+        },
+        "/ui": {
+            "get": {
+                "summary": "The dashboard (on with the admin API; its data calls need the token)",
+                "responses": {
+                    "200": {"description": "HTML", "content": {"text/html": {"schema": _STR}}}
+                },
+            }
+        },
+        "/ui/{name}": {
+            "get": {
+                "summary": "The dashboard's script and style sheet (ui.js, ui.css)",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}],
+                "responses": {
+                    "200": {"description": "the file", "content": {"text/plain": {"schema": _STR}}},
+                    "404": _error("no such file"),
+                },
+            }
         },
     }
 

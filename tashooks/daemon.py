@@ -18,6 +18,7 @@ from handlers.worker import create_worker, reload_rules
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.state import METRICS
+from tashooks.uiroutes import enable_dry_run
 
 logger = logging.getLogger("tashooks")
 
@@ -104,6 +105,7 @@ async def run_daemon(
                 metrics_runner = await _serve_metrics(worker_metrics, settings)
         if receiver:
             app = create_app(settings)
+            enable_dry_run(app, arq_worker)  # the dashboard's dry runs (receiver + worker)
             if worker:
                 app[METRICS].extra.append(worker_metrics.registry)
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
