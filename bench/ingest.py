@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import redis
@@ -23,20 +22,20 @@ from common import (
     ROOT,
     SECRET,
     Stack,
-    WrkResult,
+    add_set_option,
+    apply_sets,
     audit_records,
     free_port,
     log,
     machine,
     peak_rss_mb,
+    queued,
     require,
-    settle,
+    run_main,
     start_receiver,
     verdict,
-    write_bodies,
-    write_lua,
-    wrk_run,
 )
+from loadgen import WrkResult, settle, write_bodies, write_lua, wrk_run
 
 RATIO_TARGET = 0.65
 P99_TARGET_MS = 25.0
@@ -71,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bodies", type=int, help="distinct bodies (default: enough)")
     parser.add_argument("--no-webhook", action="store_true", help="skip adnanh/webhook")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_set_option(parser)
     args = parser.parse_args(argv)
+    apply_sets(args.set)
     use_webhook = not args.no_webhook
     require("wrk", "redis-server", *(["webhook"] if use_webhook else []))
     count = args.bodies or max(150_000, int(15_000 * (args.duration + args.warmup)))
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
             "receiver": f"http://127.0.0.1:{rport}/webhooks",
         }
         scripts = {"bare": lua, "receiver": lua}
-        assert server.proc is not None
         pids = {"bare": [bare.pid], "receiver": [receiver.pid, server.proc.pid]}
         if use_webhook:
             hooks = stack.dir / "hooks.json"
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         rss = peak_rss_mb(receiver.pid)
 
         r = redis.Redis(port=server.port)
-        accepted = int(r.zcard("bench:queue"))
+        accepted = queued(r)
         duplicates = sum(1 for _, f in audit_records(r, "delivery") if f["status"] == "duplicate")
         r.close()
 
@@ -193,4 +193,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,21 +23,21 @@ from typing import Any
 import redis
 from common import (
     Stack,
-    WrkResult,
+    add_set_option,
+    apply_sets,
     audit_records,
+    cpu_seconds,
     log,
     machine,
     require,
-    settle,
+    run_main,
     start_receiver,
     start_worker,
     verdict,
     wait_drained,
-    write_bodies,
-    write_lua,
     write_rules,
-    wrk_run,
 )
+from loadgen import WrkResult, settle, write_bodies, write_lua, wrk_run
 
 FACTOR_TARGET = 1.6
 
@@ -51,7 +50,7 @@ def layout(
     r = redis.Redis(port=server.port)
     receivers = [start_receiver(stack, f"receiver{n}.{i}", server.url) for i in range(n)]
     urls = [f"http://127.0.0.1:{port}/webhooks" for _, port in receivers]
-    pids = [p.pid for p, _ in receivers] + ([server.proc.pid] if server.proc else [])
+    pids = [p.pid for p, _ in receivers] + [server.proc.pid]
     conns = args.connections // n
     cursors = [i * count // n for i in range(n)]  # each wrk its own, disjoint bodies
 
@@ -79,8 +78,11 @@ def layout(
     settle()
     workers = [start_worker(stack, f"worker{n}.{i}", server.url, rules) for i in range(n)]
     t0 = time.monotonic()
+    cpu0 = [cpu_seconds(p) for p in pids[n:]]  # redis
     wait_drained(r, max(300.0, len(accepted) / 50), f"{n}+{n} drain")
     wall = time.monotonic() - t0
+    worker_pct = sum(cpu_seconds(w.pid) for w in workers) / wall * 100
+    redis_pct = sum(cpu_seconds(p) - c for p, c in zip(pids[n:], cpu0, strict=True)) / wall * 100
     runs = list(audit_records(r, "run"))
     span = (runs[-1][0] - runs[0][0]) / 1000 if len(runs) > 1 else 0.0
     drain = (len(runs) - 1) / span if span else 0.0
@@ -89,6 +91,7 @@ def layout(
     twice = sum(1 for c in per_id.values() if c > 1)
     strays = len(per_id.keys() - accepted)
     log(f"  drain {drain:.0f} events/s ({len(runs)} runs in {wall:.1f}s from start-up)")
+    log(f"  CPU while draining: workers {worker_pct:.0f}%, redis {redis_pct:.0f}% of a core")
     for proc in workers + [p for p, _ in receivers]:
         stack.stop(proc)
     r.close()
@@ -105,6 +108,8 @@ def layout(
         "strays": strays,
         "statuses": dict(Counter(f["status"] for _, f in runs)),
         "other_load_pct": max(res.cpu["other_pct"] for res in results),
+        "drain_worker_cpu_pct": round(worker_pct, 1),
+        "drain_redis_cpu_pct": round(redis_pct, 1),
     }
 
 
@@ -115,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (1)")
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_set_option(parser)
     args = parser.parse_args(argv)
+    apply_sets(args.set)
     require("wrk", "redis-server")
     count = max(150_000, int(30_000 * (args.duration + args.warmup)))
 
@@ -176,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -28,18 +27,22 @@ import redis.asyncio as aioredis
 from common import (
     NAMESPACE,
     Stack,
+    add_set_option,
+    apply_sets,
     audit_records,
     cpu_seconds,
     log,
     machine,
-    make_bodies,
+    queued,
     require,
+    run_main,
     start_receiver,
     start_worker,
     verdict,
     wait_drained,
     write_rules,
 )
+from loadgen import make_bodies
 
 from receiver.events import parse_event
 from receiver.ingest import Ingestor
@@ -55,7 +58,7 @@ RULE = "bench-log"
 
 async def preload(url: str, bodies: list[tuple[str, bytes]]) -> None:
     """Store ``bodies`` as the receiver would (dedup mark, job, audit record, event hash)."""
-    client = aioredis.from_url(url)
+    client = aioredis.Redis.from_url(url)
     ingestor = Ingestor(client, Keys(NAMESPACE), 7 * 86400.0)
     sem = asyncio.Semaphore(64)
 
@@ -105,7 +108,7 @@ def run_latencies(r: redis.Redis, ids: list[str], timeout: float) -> list[int]:
     while True:
         pipe = r.pipeline(transaction=False)
         for event_id in ids:
-            pipe.hmget(f"{NAMESPACE}:event:{event_id}", "received_ms", f"run:{RULE}")
+            pipe.hmget(f"{NAMESPACE}:event:{event_id}", ["received_ms", f"run:{RULE}"])
         rows = pipe.execute()
         if all(run is not None for _, run in rows):
             return [json.loads(run)["started_ms"] - int(received) for received, run in rows]
@@ -127,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=10.0, help="idle CPU window (10 s)")
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_set_option(parser)
     args = parser.parse_args(argv)
+    apply_sets(args.set)
     require("redis-server")
     n = args.events
     paced_count = int(args.rate * args.seconds)
@@ -140,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"redis-server on port {server.port} (appendonly yes, appendfsync {args.fsync})")
         t = time.monotonic()
         asyncio.run(preload(server.url, bodies[:n]))
-        log(f"queued {r.zcard(f'{NAMESPACE}:queue')} events in {time.monotonic() - t:.1f}s")
+        log(f"queued {queued(r)} events in {time.monotonic() - t:.1f}s")
 
         log("starting the worker (one rule, one log step)")
         t_start = time.monotonic()
+        redis_cpu0 = cpu_seconds(server.proc.pid)
         worker = start_worker(stack, "worker", server.url, write_rules(stack))
         wait_drained(r, max(120.0, n / 100), "throughput")
         wall = time.monotonic() - t_start
+        worker_pct = cpu_seconds(worker.pid) / wall * 100
+        redis_pct = (cpu_seconds(server.proc.pid) - redis_cpu0) / wall * 100
         runs = list(audit_records(r, "run"))
         per_id = Counter(f["id"] for _, f in runs)
         status = Counter(f["status"] for _, f in runs)
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         lost = n - len(per_id)
         twice = sum(1 for c in per_id.values() if c > 1)
         log(f"  {len(runs)} runs {dict(status)}; {steady:.0f} events/s first to last run")
+        log(f"  CPU: worker {worker_pct:.0f}%, redis {redis_pct:.0f}% of a core (incl. start-up)")
         out["throughput"] = {
             "runs": len(runs),
             "statuses": dict(status),
@@ -163,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             "events_per_s": round(steady, 1),
             "wall_s_from_start": round(wall, 2),
             "events_per_s_incl_startup": round(n / wall, 1),
+            "worker_cpu_pct": round(worker_pct, 1),
+            "redis_cpu_pct": round(redis_pct, 1),
         }
 
         receiver, port = start_receiver(stack, "receiver", server.url)
@@ -223,4 +234,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
