@@ -12,14 +12,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from arq.connections import create_pool, log_redis_info
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("tashooks.worker")
+
+# Claim several due jobs in one round trip (arq claims one at a time, with a WATCH/MULTI
+# each): a job is taken when it is still queued, due, and not in progress elsewhere.
+# KEYS[1]: the queue. ARGV: now ms, in-progress key prefix, claim ttl ms, job ids...
+_CLAIM = """
+local out = {}
+local now = tonumber(ARGV[1])
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now then
+    local key = ARGV[2] .. id
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('SET', key, '1', 'PX', ARGV[3])
+      out[#out + 1] = id
+      out[#out + 1] = score
+    end
+  end
+end
+return out
+"""
 
 
 class WakingWorker(Worker):
@@ -28,9 +51,36 @@ class WakingWorker(Worker):
     def __init__(self, *args: Any, wake_channel: str, redis_url: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wake = asyncio.Event()
+        self._claim: Any = None
         self.wake_channel = wake_channel
         self.redis_url = redis_url
         self.wakeups = 0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Start as many of ``job_ids`` as there are free slots, claimed in one script."""
+        free = self.max_jobs - self.job_counter
+        ids = [j.decode() for j in job_ids]
+        ids = [j for j in ids if j not in self.tasks][: max(0, free)]
+        if not ids:
+            return
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM)
+        claimed = await self._claim(
+            keys=[self.queue_name],
+            args=[
+                int(time.time() * 1000),
+                in_progress_key_prefix,
+                int(self.in_progress_timeout_s * 1000),
+                *ids,
+            ],
+        )
+        for i in range(0, len(claimed), 2):
+            job_id, score = claimed[i].decode(), int(float(claimed[i + 1]))
+            await self.sem.acquire()
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
