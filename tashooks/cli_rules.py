@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -245,22 +244,3 @@ def _note_unset(env: PlaceholderEnv | None, out: TextIO) -> None:
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with ``check`` and ``test-rules`` only (until ``tashooks.cli`` wires them)."""
-    parser = argparse.ArgumentParser(prog="tashooks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_check_command(sub)
-    add_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``check`` or ``test-rules``."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
