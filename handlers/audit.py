@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ class RunLog:
     # Step records not yet in the stream: written with the run's next write to Redis, so
     # a step costs no round trip of its own.
     unsent: list[dict[str, str]] = field(default_factory=list)
+    # Adds more to the pipeline that records the run's end (e.g. a lock's release).
+    on_end: Callable[[Any], Awaitable[None]] | None = None
 
 
 class Audit:
@@ -101,6 +104,8 @@ class Audit:
             self.flush_into(pipe, log)
             if delete is not None:
                 pipe.delete(delete)
+            if log.on_end is not None:
+                await log.on_end(pipe)
             pipe.xadd(
                 self.keys.audit,
                 _flat(

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,7 @@ async def run_rule(
     attempts_made: Mapping[int, int] | None = None,
     check_throttle: bool = True,
     fresh: bool = False,
+    on_end: Callable[[Any], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Run ``rule``'s steps for the event in ``payload`` (``fresh``: its first run, with no
     progress to look up; a replay's earlier progress is dropped). Never raises for a failure of the
@@ -105,7 +106,7 @@ async def run_rule(
     rule for the same event again (after a crash, a deferral or a dead-letter retry)
     continues where it stopped instead of repeating side effects.
     """
-    log = RunLog(payload["id"], rule.name)
+    log = RunLog(payload["id"], rule.name, on_end=on_end)
     try:
         if rule.concurrency is None:
             return await _run_rule(svc, payload, rule, log, attempts_made, check_throttle, fresh)

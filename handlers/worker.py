@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -76,8 +76,8 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
         return await _run_all(ctx, payload, rules)
     ordered = [r for r in rules if r.ordered]
     unordered = [r for r in rules if not r.ordered]
-    async with order.locked(resource, int(payload.get("ts_ms", 0))) as fresh:
-        if not fresh and not payload.get("replay"):
+    async with order.locked(resource, int(payload.get("ts_ms", 0))) as lease:
+        if not lease.fresh and not payload.get("replay"):
             for rule in ordered:
                 await svc.audit.run(
                     RunLog(event_id, rule.name),
@@ -88,7 +88,9 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
                 await _no_match(svc, payload, stale=True)
             return await _run_all(ctx, payload, unordered, quiet=True)
         if not unordered:
-            return await _run_all(ctx, payload, ordered)
+            # One rule (the common case): its last write also releases the lock.
+            on_end = lease.release_into if len(ordered) == 1 else None
+            return await _run_all(ctx, payload, ordered, on_end=on_end)
         results = await asyncio.gather(
             _run_all(ctx, payload, ordered, quiet=True),
             _run_all(ctx, payload, unordered, quiet=True),
@@ -106,7 +108,11 @@ async def _no_match(svc: Services, payload: Mapping[str, Any], stale: bool = Fal
 
 
 async def _run_all(
-    ctx: Mapping[str, Any], payload: Mapping[str, Any], rules: list[Rule], quiet: bool = False
+    ctx: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    rules: list[Rule],
+    quiet: bool = False,
+    on_end: Callable[[Any], Awaitable[None]] | None = None,
 ) -> dict[str, str]:
     svc: Services = ctx[SERVICES]
     if not rules:
@@ -115,7 +121,9 @@ async def _run_all(
         return {}
     # A job's first try cannot have finished steps to skip: no need to look them up.
     fresh = ctx.get("job_try", 1) == 1
-    outcomes = await asyncio.gather(*(run_rule(svc, payload, rule, fresh=fresh) for rule in rules))
+    outcomes = await asyncio.gather(
+        *(run_rule(svc, payload, rule, fresh=fresh, on_end=on_end) for rule in rules)
+    )
     for rule, outcome in zip(rules, outcomes, strict=True):
         await _defer_if_needed(ctx, payload, rule.name, outcome)
     return {rule.name: outcome.status for rule, outcome in zip(rules, outcomes, strict=True)}

@@ -60,6 +60,9 @@ async def test_shuffled_events_run_in_timestamp_order_per_resource(
 
         await wait_until(all_ran, 60, "both rules to end for all 50 events")
         runs = [await env.event_runs(redis, i) for i in ids]
+        # Every lock was let go when its run ended (none left to expire).
+        await asyncio.sleep(0.2)
+        assert [k async for k in redis.scan_iter(match="*:resource:*:lock")] == []
     finally:
         await redis.aclose()
 
