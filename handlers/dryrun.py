@@ -182,6 +182,14 @@ def plan_rule(rule: Rule, event: Mapping[str, Any], event_id: str = DRY_RUN_EVEN
         return RulePlan(rule.name, rule.line, False, reason)
     if rule.when is not None and (why := rule.when.explain(event)) is not None:
         return RulePlan(rule.name, rule.line, False, f"when: {why}")
+    if rule.throttle is not None:
+        context = {"event": event, "steps": {}, "rule": rule.name, "event_id": event_id}
+        try:
+            rule.throttle.render_key(context)
+        except StepError as exc:
+            # The daemon cannot place the run in a throttle window: it dead-letters it.
+            reason = f"throttle key cannot be rendered ({exc}); the run would be dead-lettered"
+            return RulePlan(rule.name, rule.line, False, reason)
     notes = () if rule.throttle is None else (_throttle_note(rule, rule.throttle, event, event_id),)
     return RulePlan(rule.name, rule.line, True, None, notes, plan_steps(rule, event, event_id))
 

@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 MASK = "***"
+# Values shorter than this are not masked inside other text (too many false hits).
+MIN_SECRET = 6
 _SECRET_NAME = re.compile(
     r"(auth|token|secret|passw|api[_-]?key|cookie|signature|credential)", re.IGNORECASE
 )
@@ -15,28 +17,46 @@ _MAX_TEXT = 500
 
 
 def _url(value: str) -> str:
-    """Scheme, host and port only: Slack's webhook URLs carry their secret in the path."""
+    """Scheme, host and port only: Slack's webhook URLs carry their secret in the path, and
+    others in the query or the user info."""
     parts = urlsplit(value)
     if not parts.scheme or not parts.netloc:
         return MASK
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/{MASK}" if parts.path.strip("/") else value
+    if parts.path.strip("/") or parts.query or parts.username or parts.password:
+        return f"{parts.scheme}://{host}{port}/{MASK}"
+    return f"{parts.scheme}://{host}{port}"
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """A copy of ``value`` safe to record: secret-looking keys and URLs masked, long text cut."""
+def mask_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every configured secret value replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def secret_values(values: list[str]) -> tuple[str, ...]:
+    """The values worth masking (long enough not to hit innocent text), longest first."""
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True))
+
+
+def redact(value: Any, key: str = "", secrets: tuple[str, ...] = ()) -> Any:
+    """A copy of ``value`` safe to record: secret-looking keys, URLs and the configured
+    secret values (``secrets``, see ``secret_values``) masked, long text cut."""
     if key and _SECRET_NAME.search(key):
         return MASK
     if isinstance(value, dict):
-        return {str(k): redact(v, str(k)) for k, v in value.items()}
+        return {str(k): redact(v, str(k), secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v, key) for v in value]
+        return [redact(v, key, secrets) for v in value]
     if isinstance(value, str):
         if key == "url":
             return _url(value)
         if key == "content":
             return f"<{len(value.encode())} bytes>"
+        value = mask_text(value, secrets)
         return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
     return value
 

@@ -20,7 +20,7 @@ from handlers.audit import Audit, RunLog
 from handlers.client import ApiClient
 from handlers.exceptions import Deferred, StepError, StepTimeout
 from handlers.metrics import WorkerMetrics
-from handlers.redact import redact, summarize
+from handlers.redact import mask_text, redact, summarize
 from handlers.slots import RuleSlots
 from handlers.steps.base import StepContext
 from handlers.templates import render
@@ -51,6 +51,8 @@ class Services:
     rules: RuleSet
     slots: RuleSlots
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    # Configured secret values, masked in what runs record (see handlers.redact).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +140,11 @@ async def _dead_letter(
             "step": spec.index if spec else None,
             "step_id": spec.id if spec else None,
             "step_type": spec.type if spec else None,
-            "error": str(exc),
+            "error": _text(svc, exc),
             "attempts": attempt,
         }
     )
-    await svc.audit.run(log, "failed", error=str(exc), deadletter=dl_id)
+    await svc.audit.run(log, "failed", error=_text(svc, exc), deadletter=dl_id)
     where = spec.label if spec else "its start"
     logger.warning(
         "rule %s failed at %s: %s; dead letter %s",
@@ -152,7 +154,7 @@ async def _dead_letter(
         dl_id,
         extra={"event_id": payload["id"]},
     )
-    return Outcome("failed", str(exc))
+    return Outcome("failed", _text(svc, exc))
 
 
 async def _run_rule(
@@ -212,11 +214,11 @@ async def _run_rule(
                 step_id=spec.id,
                 status="deferred",
                 attempt=attempt,
-                error=str(exc),
+                error=_text(svc, exc),
                 delay_s=round(exc.delay, 3),
             )
-            await svc.audit.run(log, "deferred", error=str(exc))
-            return Outcome("deferred", str(exc), exc.delay, {spec.index: attempt})
+            await svc.audit.run(log, "deferred", error=_text(svc, exc))
+            return Outcome("deferred", _text(svc, exc), exc.delay, {spec.index: attempt})
         except StepError as exc:
             attempt = int(exc.context.get("attempt", first_attempt))
             _observe(svc, spec, "failed", started)
@@ -227,11 +229,11 @@ async def _run_rule(
                 status="failed",
                 attempt=attempt,
                 duration_ms=_ms_since(started),
-                error=str(exc),
+                error=_text(svc, exc),
                 params=exc.context.get("params"),
             )
             if spec.continue_on_error:
-                failed = {"error": str(exc), "failed": True}
+                failed = {"error": _text(svc, exc), "failed": True}
                 await _finish_step(svc, progress_key, spec, failed, log, last)
                 if spec.id:
                     steps[spec.id] = failed
@@ -248,7 +250,7 @@ async def _run_rule(
             attempt=attempt,
             duration_ms=_ms_since(started),
             params=params,
-            result=summarize(result),
+            result=redact(summarize(result), secrets=svc.secrets),
         )
         await _finish_step(svc, progress_key, spec, result, log, last)
     await svc.audit.run(log, "ok", delete=progress_key)
@@ -258,6 +260,11 @@ async def _run_rule(
 def _observe(svc: Services, spec: StepSpec, status: str, started: float) -> None:
     svc.metrics.steps.labels(step_type=spec.type, status=status).inc()
     svc.metrics.step_duration.labels(step_type=spec.type).observe(time.monotonic() - started)
+
+
+def _text(svc: Services, exc: BaseException) -> str:
+    """An error as recorded (audit, dead letters): configured secret values masked."""
+    return mask_text(str(exc), svc.secrets)
 
 
 def _ms_since(started: float) -> float:
@@ -309,7 +316,10 @@ async def _run_step(
         )
         try:
             params = spec.render(context)
-            shown = redact(params.model_dump(mode="json", by_alias=True, exclude_none=True))
+            shown = redact(
+                params.model_dump(mode="json", by_alias=True, exclude_none=True),
+                secrets=svc.secrets,
+            )
             async with asyncio.timeout(spec.timeout):
                 return shown, await spec.step_type.run(step_ctx, params), attempt
         except TimeoutError:

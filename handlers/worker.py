@@ -26,6 +26,7 @@ from handlers.client import ApiClient
 from handlers.metrics import WorkerMetrics
 from handlers.netguard import TargetClient
 from handlers.ordering import ResourceOrder
+from handlers.redact import secret_values
 from handlers.reload import RulesReloader, publish
 from handlers.rules import Rule, RuleSet, load_rules
 from handlers.runner import Outcome, Services, run_rule
@@ -196,6 +197,8 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
                 for job_id in running:
                     pipe.pexpire(in_progress_key_prefix + job_id, ttl_ms, xx=True)
                 pipe.zadd(svc.keys.workers, {ctx["worker_id"]: int(time.time() * 1000)})
+                # Again each beat: a Redis that lost its data learns the version back.
+                pipe.set(svc.keys.rules_version, svc.rules.version_hash)
                 await pipe.execute()
             await order.refresh()
             await svc.slots.refresh()
@@ -231,6 +234,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         rules=rules,
         slots=RuleSlots(redis, keys),
         metrics=metrics,
+        secrets=secret_values(settings.secret_values()),
     )
     ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"

@@ -26,7 +26,7 @@ class ContextFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         # Short values would mask innocent text; secrets are long.
-        self.secrets = sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True)
+        self.secrets = sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "event_id", None) is None:

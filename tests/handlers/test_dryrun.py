@@ -201,9 +201,16 @@ def test_throttle_notes(tmp_path: Path) -> None:
               - log: {message: hi}
         """,
     )
-    [note] = dry_run(rules, event("vps.created", id="v")).rules[0].notes
-    assert note.startswith("throttle: at most 3 runs per 90s for key that cannot be rendered (")
-    assert note.endswith("(more wait for the next window); not evaluated in a dry run")
+    # A key that cannot be rendered: the daemon would dead-letter the run, so it does not fire.
+    plan = dry_run(rules, event("vps.created", id="v")).rules[0]
+    assert not plan.fires
+    assert plan.reason is not None and plan.reason.startswith("throttle key cannot be rendered (")
+    assert plan.reason.endswith("the run would be dead-lettered")
+    [note] = dry_run(rules, event("vps.created", id={"x": "k1"})).rules[0].notes
+    assert note == (
+        "throttle: at most 3 runs per 90s for key 'k1' (more wait for the next window); "
+        "not evaluated in a dry run"
+    )
 
 
 @pytest.mark.parametrize(

@@ -423,3 +423,39 @@ async def test_new_work_wakes_the_worker_without_waiting_for_a_poll(
     event_id = await stack.send("x.y", n="1")
     assert (await stack.wait_runs(event_id, max_wait=10))[0]["status"] == "ok"
     assert time.monotonic() - started < 5  # woken by the receiver, not by the 30 s poll
+
+
+async def test_configured_secrets_never_reach_the_audit_or_dead_letters(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack("""
+        version: 1
+        rules:
+          - name: echo
+            on: x.y
+            steps:
+              - log: {message: "k={{ event.data.k }}"}
+              - file: {path: "{{ event.data.k }}", content: "x", mode: "0600"}
+    """)
+    event_id = await stack.send("x.y", k=f"{API_KEY}/../../x")
+    assert (await stack.wait_runs(event_id))[0]["status"] in ("ok", "failed")
+    recorded = [r for r in await stack.audit(event_id) if r["kind"] != "delivery"]
+    dead = [{k: v for k, v in d.items() if k != "event"} for d in await stack.deadletters()]
+    assert recorded and API_KEY not in json.dumps(recorded) + json.dumps(dead)
+    steps = [r for r in await stack.audit(event_id) if r["kind"] == "step"]
+    assert json.loads(steps[0]["params"]) == {"message": "k=***/../../x", "level": "info"}
+
+
+async def test_heartbeat_republishes_the_rules_version(make_stack: StackFactory) -> None:
+    stack = await make_stack("version: 1\nrules: []\n")
+    for _ in range(50):  # published when the worker has started
+        if version := await stack.redis.get(stack.keys.rules_version):
+            break
+        await asyncio.sleep(0.1)
+    assert version
+    await stack.redis.delete(stack.keys.rules_version)  # as if Redis lost its data
+    for _ in range(80):
+        if await stack.redis.get(stack.keys.rules_version) == version:
+            break
+        await asyncio.sleep(0.1)
+    assert await stack.redis.get(stack.keys.rules_version) == version
