@@ -27,14 +27,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tashooks.simulator.app import serve_app
+from tashooks.serving import RunningServer, serve_app
 
 #: Slack's error strings and the status each comes with.
 SLACK_ERRORS: dict[str, int] = {
@@ -310,14 +309,8 @@ def create_slack_app() -> web.Application:
     return app
 
 
-class RunningStub:
+class RunningStub(RunningServer):
     """The stub serving on a real port; ``async with`` closes it."""
-
-    def __init__(self, app: web.Application, runner: web.AppRunner, root_url: str) -> None:
-        self.app = app
-        self.runner = runner
-        self.root_url = root_url
-        self._closed = False
 
     @property
     def state(self) -> StubState:
@@ -353,23 +346,6 @@ class RunningStub:
         """Wait until at least ``n`` Slack messages arrived; returns them all."""
         await self.state.wait_for(lambda s: len(s.messages) >= n, max_wait)
         return self.messages
-
-    async def close(self) -> None:
-        """Stop serving (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            await self.runner.cleanup()
-
-    async def __aenter__(self) -> RunningStub:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def start_slack_stub(

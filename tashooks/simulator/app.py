@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any
 
 from aiohttp import web
+
+from tashooks.serving import RunningServer, serve_app
 
 from .background import Background
 from .config import SimulatorConfig
@@ -42,15 +42,9 @@ def create_simulator_app(config: SimulatorConfig) -> web.Application:
     return app
 
 
-class RunningSimulator:
-    """A simulator serving on a real port; ``async with`` closes it."""
-
-    def __init__(self, app: web.Application, runner: web.AppRunner, root_url: str) -> None:
-        self.app = app
-        self.runner = runner
-        #: ``http://host:port`` (the ``/_sim`` controls live here).
-        self.root_url = root_url
-        self._closed = False
+class RunningSimulator(RunningServer):
+    """A simulator serving on a real port (the ``/_sim`` controls live at ``root_url``);
+    ``async with`` closes it."""
 
     @property
     def url(self) -> str:
@@ -73,44 +67,6 @@ class RunningSimulator:
     async def wait_idle(self, max_wait: float = 10.0) -> None:
         """Wait until no transition or webhook delivery is pending (``TimeoutError``)."""
         await self.app[BACKGROUND].wait_idle(max_wait)
-
-    async def close(self) -> None:
-        """Stop serving, cancel background work, close the delivery session (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            await self.runner.cleanup()
-
-    async def __aenter__(self) -> RunningSimulator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-async def serve_app(
-    app: web.Application, host: str, port: int, *, access_log: bool
-) -> tuple[web.AppRunner, str]:
-    """Run ``app`` on ``host:port`` (0 picks a free port); returns the runner and root URL."""
-    kwargs: dict[str, Any] = {} if access_log else {"access_log": None}
-    # A short shutdown_timeout: a test's injected 30 s delay must not hold up close().
-    runner = web.AppRunner(app, shutdown_timeout=0.5, **kwargs)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-    except BaseException:
-        await runner.cleanup()
-        raise
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - only a label
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return runner, f"http://{shown}:{bound_port}"
 
 
 async def start_simulator(
