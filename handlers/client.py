@@ -26,6 +26,7 @@ import httpx
 
 from handlers.exceptions import ApiError, RateLimited, TargetError, TransportError
 from handlers.netguard import ALLOW_PRIVATE, TargetClient, check_host
+from handlers.redact import redact_url
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # How long one wait for a free pooled connection lasts before it is logged and renewed.
@@ -256,14 +257,14 @@ async def send(
     try:
         response = await http.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        raise _transport_error(exc, method, _redact(url)) from exc
+        raise _transport_error(exc, method, redact_url(url)) from exc
     body = _parse_body(response)
     if response.status_code < 300:
         return Response(response.status_code, body, dict(response.headers))
     status = response.status_code
     retryable = status >= 500 or status in (408, 429)
     raise TargetError(
-        f"{method} {_redact(url)} answered {status}: {str(body)[:200]}",
+        f"{method} {redact_url(url)} answered {status}: {str(body)[:200]}",
         status=status,
         retryable=retryable,
         retry_after=wait_seconds(response.headers) if status == 429 else 0.0,
@@ -277,14 +278,7 @@ async def _check(method: str, url: str) -> None:
         await check_host(parsed.host, port)
     except OSError as exc:  # does not resolve: nothing was sent, try again later
         raise TransportError(
-            f"{method} {_redact(url)}: cannot resolve {parsed.host}: {exc}",
+            f"{method} {redact_url(url)}: cannot resolve {parsed.host}: {exc}",
             retryable=True,
             sent=False,
         ) from exc
-
-
-def _redact(url: str) -> str:
-    """A URL fit for logs: scheme, host and port (Slack URLs carry their secret in the path)."""
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}/…"

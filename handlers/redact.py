@@ -16,7 +16,7 @@ _SECRET_NAME = re.compile(
 _MAX_TEXT = 500
 
 
-def _url(value: str) -> str:
+def redact_url(value: str) -> str:
     """Scheme, host and port only: Slack's webhook URLs carry their secret in the path, and
     others in the query or the user info."""
     parts = urlsplit(value)
@@ -53,7 +53,7 @@ def redact(value: Any, key: str = "", secrets: tuple[str, ...] = ()) -> Any:
         return [redact(v, key, secrets) for v in value]
     if isinstance(value, str):
         if key == "url":
-            return _url(value)
+            return redact_url(value)
         if key == "content":
             return f"<{len(value.encode())} bytes>"
         value = mask_text(value, secrets)

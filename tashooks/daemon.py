@@ -91,9 +91,6 @@ async def run_daemon(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(arq_worker))
-    # httpx logs every request's full URL at INFO; Slack webhook URLs carry their secret in
-    # the path, so its records stay out of our logs.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     metrics_runner: web.AppRunner | None = None
     try:
         if worker:
