@@ -188,7 +188,23 @@ class Stack:
 OVERRIDES: dict[str, str] = {}
 
 
-def add_set_option(parser: argparse.ArgumentParser) -> None:
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark takes: --fsync, --json, --set."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_set_option(parser)
+    return parser
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and apply its --set settings."""
+    args = parser.parse_args(argv)
+    apply_sets(args.set)
+    return args
+
+
+def _add_set_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         action="append",

@@ -12,7 +12,6 @@ noise; the ratio uses their mean).
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -22,12 +21,12 @@ from common import (
     ROOT,
     SECRET,
     Stack,
-    add_set_option,
-    apply_sets,
     audit_records,
+    bench_parser,
     free_port,
     log,
     machine,
+    parse_bench_args,
     peak_rss_mb,
     queued,
     require,
@@ -62,17 +61,13 @@ def webhook_hooks() -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds each (2)")
-    parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--bodies", type=int, help="distinct bodies (default: enough)")
     parser.add_argument("--no-webhook", action="store_true", help="skip adnanh/webhook")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_set_option(parser)
-    args = parser.parse_args(argv)
-    apply_sets(args.set)
+    args = parse_bench_args(parser, argv)
     use_webhook = not args.no_webhook
     require("wrk", "redis-server", *(["webhook"] if use_webhook else []))
     count = args.bodies or max(150_000, int(15_000 * (args.duration + args.warmup)))

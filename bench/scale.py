@@ -23,12 +23,12 @@ from typing import Any
 import redis
 from common import (
     Stack,
-    add_set_option,
-    apply_sets,
     audit_records,
+    bench_parser,
     cpu_seconds,
     log,
     machine,
+    parse_bench_args,
     require,
     run_main,
     start_receiver,
@@ -114,15 +114,11 @@ def layout(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="wrk seconds (5)")
     parser.add_argument("--connections", type=int, default=64, help="total connections (64)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (1)")
-    parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_set_option(parser)
-    args = parser.parse_args(argv)
-    apply_sets(args.set)
+    args = parse_bench_args(parser, argv)
     require("wrk", "redis-server")
     count = max(150_000, int(30_000 * (args.duration + args.warmup)))
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -27,12 +26,12 @@ import redis.asyncio as aioredis
 from common import (
     NAMESPACE,
     Stack,
-    add_set_option,
-    apply_sets,
     audit_records,
+    bench_parser,
     cpu_seconds,
     log,
     machine,
+    parse_bench_args,
     queued,
     require,
     run_main,
@@ -123,16 +122,12 @@ def pct(values: list[int], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="queued events (20000)")
     parser.add_argument("--rate", type=float, default=200.0, help="paced events/s (200)")
     parser.add_argument("--seconds", type=float, default=10.0, help="paced phase (10 s)")
     parser.add_argument("--idle", type=float, default=10.0, help="idle CPU window (10 s)")
-    parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_set_option(parser)
-    args = parser.parse_args(argv)
-    apply_sets(args.set)
+    args = parse_bench_args(parser, argv)
     require("redis-server")
     n = args.events
     paced_count = int(args.rate * args.seconds)
