@@ -50,6 +50,20 @@ class Stack:
     def url(self) -> str:
         return f"{self.base}/webhooks"
 
+    async def create_cluster(self, name: str) -> dict[str, Any]:
+        """Create a cluster through the simulated API (kubernetes.ready follows)."""
+        created = await self.http.post(
+            f"{self.sim.url}/kubernetes",
+            json={
+                "name": name,
+                "version": "1.29",
+                "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
+            },
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        cluster: dict[str, Any] = created.json()
+        return cluster
+
     async def send(self, event: str, **data: Any) -> str:
         """Post a signed delivery; return the event id (asserts 202)."""
         doc = {"event": event, "timestamp": datetime.now(UTC).isoformat(), "data": data}

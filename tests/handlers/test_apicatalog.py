@@ -219,16 +219,7 @@ rules:
 async def test_calls_reach_the_api_end_to_end(make_stack: StackFactory) -> None:
     stack = await make_stack(CALL_RULES)
     stack.sim.state.add_webhook(stack.url, events=["kubernetes.ready"], secret=SECRET)
-    created = await stack.http.post(
-        f"{stack.sim.url}/kubernetes",
-        json={
-            "name": "prod",
-            "version": "1.29",
-            "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
-        },
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    cluster = created.json()
+    cluster = await stack.create_cluster("prod")
     path = stack.settings.data_dir / "kubeconfigs" / "prod.yaml"
     deadline = time.monotonic() + 10
     while not path.exists() and time.monotonic() < deadline:

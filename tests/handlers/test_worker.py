@@ -36,16 +36,7 @@ rules:
 async def test_cluster_ready_saves_kubeconfig_and_tells_slack(make_stack: StackFactory) -> None:
     stack = await make_stack(KUBECONFIG_RULES)
     stack.sim.state.add_webhook(stack.url, events=["kubernetes.ready"], secret=SECRET)
-    created = await stack.http.post(
-        f"{stack.sim.url}/kubernetes",
-        json={
-            "name": "prod",
-            "version": "1.29",
-            "node_pools": [{"name": "p", "size": "standard-4vcpu-8gb", "count": 1}],
-        },
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    cluster = created.json()
+    cluster = await stack.create_cluster("prod")
     messages = await stack.slack.wait_for_messages(1, max_wait=10)
     path = stack.settings.data_dir / "kubeconfigs" / f"{cluster['id']}.yaml"
     assert messages[-1].text == f"Cluster prod saved to {path}"
