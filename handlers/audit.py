@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from handlers.batch import Batcher, Command
 from handlers.metrics import WorkerMetrics
 from receiver.keys import Keys
 
@@ -39,36 +38,34 @@ class RunLog:
     # Step records not yet in the stream: written with the run's next write to Redis, so
     # a step costs no round trip of its own.
     unsent: list[dict[str, str]] = field(default_factory=list)
-    # Adds more to the pipeline that records the run's end (e.g. a lock's release).
-    on_end: Callable[[Any], Awaitable[None]] | None = None
+    # More commands for the write that records the run's end (e.g. a lock's release).
+    on_end: Callable[[], Command] | None = None
 
 
 class Audit:
-    """Appends run and step records, trimmed to ``retention_s``."""
+    """Appends run and step records, trimmed to ``retention_s``; writes go through the
+    worker's ``Batcher`` (one round trip shared with other runs)."""
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        batch: Batcher,
         keys: Keys,
         retention_s: float,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        self.redis = redis
+        self.batch = batch
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
         self.metrics = metrics
 
-    def _min_id(self) -> int:
-        return int(time.time() * 1000) - self.retention_ms
+    def _xadd(self, record: dict[str, str]) -> Command:
+        min_id = int(time.time() * 1000) - self.retention_ms
+        flat = [x for pair in record.items() for x in pair]
+        return ("XADD", self.keys.audit, "MINID", "~", min_id, "*", *flat)
 
     async def record(self, kind: str, **fields: Any) -> None:
         """Append one record; values that are not strings are written as JSON."""
-        await self.redis.xadd(
-            self.keys.audit,
-            _flat(kind, fields),  # type: ignore[arg-type]
-            minid=self._min_id(),
-            approximate=True,
-        )
+        await self.batch.execute(self._xadd(_flat(kind, fields)))
 
     def step(self, log: RunLog, **fields: Any) -> None:
         """Note one step's outcome (``step``, ``status``, ``attempt``, ...); it reaches the
@@ -77,11 +74,16 @@ class Audit:
         log.steps.append(summary)
         log.unsent.append(_flat("step", {"id": log.event_id, "rule": log.rule, **fields}))
 
+    def take_unsent(self, log: RunLog) -> list[Command]:
+        """The commands that write the run's unsent step records (now counted as sent)."""
+        commands = [self._xadd(record) for record in log.unsent]
+        log.unsent.clear()
+        return commands
+
     def flush_into(self, pipe: Any, log: RunLog) -> None:
         """Add the run's unsent step records to ``pipe`` (a Redis pipeline)."""
-        for record in log.unsent:
-            pipe.xadd(self.keys.audit, record, minid=self._min_id(), approximate=True)
-        log.unsent.clear()
+        for command in self.take_unsent(log):
+            pipe.execute_command(*command)
 
     async def run(
         self, log: RunLog, status: str, *, delete: str | None = None, **fields: Any
@@ -100,27 +102,21 @@ class Audit:
             **{k: v for k, v in fields.items() if v is not None},
         }
         event_key = self.keys.event(log.event_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.flush_into(pipe, log)
-            if delete is not None:
-                pipe.delete(delete)
-            if log.on_end is not None:
-                await log.on_end(pipe)
-            pipe.xadd(
-                self.keys.audit,
-                _flat(
-                    "run",
-                    {
-                        "id": log.event_id,
-                        "rule": log.rule,
-                        "status": status,
-                        "duration_ms": doc["duration_ms"],
-                        **fields,
-                    },
-                ),  # type: ignore[arg-type]
-                minid=self._min_id(),
-                approximate=True,
-            )
-            pipe.hset(event_key, f"run:{log.rule}", json.dumps(doc, default=str))
-            pipe.pexpire(event_key, self.retention_ms, nx=True)
-            await pipe.execute()
+        commands = self.take_unsent(log)
+        if delete is not None:
+            commands.append(("DEL", delete))
+        if log.on_end is not None:
+            commands.append(log.on_end())
+        record = {
+            "id": log.event_id,
+            "rule": log.rule,
+            "status": status,
+            "duration_ms": doc["duration_ms"],
+            **fields,
+        }
+        commands += [
+            self._xadd(_flat("run", record)),
+            ("HSET", event_key, f"run:{log.rule}", json.dumps(doc, default=str)),
+            ("PEXPIRE", event_key, self.retention_ms, "NX"),
+        ]
+        await self.batch.execute(*commands)

@@ -12,10 +12,8 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import redis.asyncio as aioredis
-
+from handlers.batch import Batcher, Command, script
 from receiver.keys import Keys
 
 LOCK_TTL_MS = 15_000
@@ -44,57 +42,60 @@ class Lease:
     fresh: bool
     key: str
     token: str
-    _release: Any
     released: bool = False
 
-    async def release_into(self, pipe: Any) -> None:
-        """Add the lock's release to ``pipe`` (a pipeline about to be executed)."""
-        await self._release(keys=[self.key], args=[self.token], client=pipe)
+    def releasing(self) -> Command:
+        """The command that releases the lock, for the run's last write to send (the lock
+        counts as released from now on)."""
         self.released = True
+        return release_command(self.key, self.token)
+
+
+def release_command(key: str, token: str) -> Command:
+    """Delete the lock ``key`` if ``token`` still holds it."""
+    return script(_RELEASE, [key], [token])
 
 
 class ResourceOrder:
     """Locks and timestamps per resource."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, retention_s: float) -> None:
-        self.redis = redis
+    def __init__(self, batch: Batcher, keys: Keys, retention_s: float) -> None:
+        self.batch = batch
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
         self.held: dict[str, str] = {}  # lock key -> token, refreshed by the heartbeat
-        self._lock_and_advance = redis.register_script(_LOCK_AND_ADVANCE)
-        self._release = redis.register_script(_RELEASE)
 
     @contextlib.asynccontextmanager
     async def locked(self, resource: str, ts_ms: int) -> AsyncIterator[Lease]:
         """Hold the resource's lock (waiting for another worker to let go of it); the lease
         says whether the event at ``ts_ms`` is fresh or older than one handled, and can hand
-        its release to the run's last pipeline (``release_into``) to save a round trip."""
+        its release to the run's last write (``releasing``) to save a round trip."""
         key = self.keys.resource_lock(resource)
         token = secrets.token_hex(8)
         delay = _WAIT_S
         while True:
-            state = await self._lock_and_advance(
-                keys=[key, self.keys.resource_last(resource)],
-                args=[ts_ms, self.retention_ms, token, LOCK_TTL_MS],
+            [state] = await self.batch.execute(
+                script(
+                    _LOCK_AND_ADVANCE,
+                    [key, self.keys.resource_last(resource)],
+                    [ts_ms, self.retention_ms, token, LOCK_TTL_MS],
+                )
             )
             if int(state) >= 0:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
         self.held[key] = token
-        lease = Lease(int(state) == 0, key, token, self._release)
+        lease = Lease(int(state) == 0, key, token)
         try:
             yield lease
         finally:
             self.held.pop(key, None)
             if not lease.released:
-                await self._release(keys=[key], args=[token])
+                await self.batch.execute(release_command(key, token))
 
     async def refresh(self) -> None:
         """Extend the locks this worker holds (called by its heartbeat)."""
         if not self.held:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in list(self.held):
-                pipe.pexpire(key, LOCK_TTL_MS)
-            await pipe.execute()
+        await self.batch.execute(*(("PEXPIRE", key, LOCK_TTL_MS) for key in list(self.held)))

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from handlers.audit import Audit, RunLog
+from handlers.batch import Command
 from handlers.client import ApiClient
 from handlers.exceptions import Deferred, StepError, StepTimeout
 from handlers.metrics import WorkerMetrics
@@ -97,7 +98,7 @@ async def run_rule(
     attempts_made: Mapping[int, int] | None = None,
     check_throttle: bool = True,
     fresh: bool = False,
-    on_end: Callable[[Any], Awaitable[None]] | None = None,
+    on_end: Callable[[], Command] | None = None,
 ) -> Outcome:
     """Run ``rule``'s steps for the event in ``payload`` (``fresh``: its first run, with no
     progress to look up; a replay's earlier progress is dropped). Never raises for a failure of the

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -22,6 +22,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 
 from handlers.audit import Audit, RunLog
+from handlers.batch import Batcher, Command
 from handlers.client import ApiClient
 from handlers.metrics import WorkerMetrics
 from handlers.netguard import TargetClient
@@ -90,7 +91,7 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
             return await _run_all(ctx, payload, unordered, quiet=True)
         if not unordered:
             # One rule (the common case): its last write also releases the lock.
-            on_end = lease.release_into if len(ordered) == 1 else None
+            on_end = lease.releasing if len(ordered) == 1 else None
             return await _run_all(ctx, payload, ordered, on_end=on_end)
         results = await asyncio.gather(
             _run_all(ctx, payload, ordered, quiet=True),
@@ -113,7 +114,7 @@ async def _run_all(
     payload: Mapping[str, Any],
     rules: list[Rule],
     quiet: bool = False,
-    on_end: Callable[[Any], Awaitable[None]] | None = None,
+    on_end: Callable[[], Command] | None = None,
 ) -> dict[str, str]:
     svc: Services = ctx[SERVICES]
     if not rules:
@@ -209,6 +210,7 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
+    batch: Batcher = ctx["worker"].batch
     redis = connect(settings.redis_url, retry_s=settings.redis_retry)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     metrics: WorkerMetrics = ctx["metrics"]
@@ -227,7 +229,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         keys=keys,
         api=api,
         http=http,
-        audit=Audit(redis, keys, settings.dedup_window, metrics),
+        audit=Audit(batch, keys, settings.dedup_window, metrics),
         deadletters=DeadLetters(redis, keys),
         data_dir=settings.data_dir,
         retention_s=settings.dedup_window,
@@ -236,7 +238,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         metrics=metrics,
         secrets=secret_values(settings.secret_values()),
     )
-    ctx["order"] = ResourceOrder(redis, keys, settings.dedup_window)
+    ctx["order"] = ResourceOrder(batch, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
     svc: Services = ctx[SERVICES]
@@ -274,6 +276,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     await svc.api.aclose()
     await svc.http.aclose()
     await svc.redis.aclose()
+    batch: Batcher = ctx["worker"].batch
+    await batch.close()
+    await batch.redis.aclose()
 
 
 def create_worker(
@@ -322,6 +327,10 @@ def create_worker(
         health_check_key=f"{keys.ns}:worker:health",
         wake_channel=keys.wake,
         redis_url=settings.redis_url,
+        # Its own connections: the batcher bounds each exchange, not each reply.
+        batch=Batcher(
+            connect(settings.redis_url, retry_s=settings.redis_retry, socket_timeout=None)
+        ),
     )
     # arq would wait job_timeout + 10 s before another worker may take over a job whose
     # worker died; the heartbeat keeps live jobs' keys fresh, so a short TTL is safe.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RETRY_ERRORS: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, OSError]
@@ -22,18 +24,55 @@ def retry_policy(retry_s: float) -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=max(1, int(retry_s) + 5))
 
 
-def connect(url: str, *, max_connections: int = 64, retry_s: float = 0.0) -> aioredis.Redis:
+class _HiredisPacking:
+    """Packs commands with hiredis (C) instead of redis-py's packer (Python): the same
+    bytes on the wire at a fraction of the cost, which matters at thousands of commands a
+    second (the sync client does this already; the asyncio one does not)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # 'CONFIG GET' and such: one argument per word
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(self.pack_command(*command)[0] for command in commands)]
+
+
+_PACKING: dict[type, type] = {}
+
+
+def _hiredis_packing(cls: type) -> type:
+    if cls not in _PACKING:
+        _PACKING[cls] = type(cls.__name__, (_HiredisPacking, cls), {})
+    return _PACKING[cls]
+
+
+def connect(
+    url: str,
+    *,
+    max_connections: int = 64,
+    retry_s: float = 0.0,
+    socket_timeout: float | None = 5.0,
+) -> aioredis.Redis:
     """A Redis client for ``url`` (no I/O yet). With ``retry_s`` > 0, commands are retried
-    through connection errors for about that long."""
+    through connection errors for about that long. ``socket_timeout=None``: no timeout per
+    reply (for a caller that bounds whole exchanges itself, like ``handlers.batch``)."""
     extra: dict[str, Any] = {}
     if retry_s > 0:
         extra = {"retry": retry_policy(retry_s), "retry_on_error": RETRY_ERRORS}
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
-        socket_timeout=5.0,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=2.0,
         health_check_interval=30,
         max_connections=max_connections,
         **extra,
     )
+    pool = client.connection_pool
+    pool.connection_class = _hiredis_packing(pool.connection_class)
     return client

@@ -1,0 +1,130 @@
+"""Coalesced Redis writes: the commands of concurrent rule runs share one round trip.
+
+A worker runs many jobs at once, and each used to make its own round trips (take the
+resource lock, record the run, finish the job). Each of those costs far more in the client
+(connection checkout, timeouts, packing, parsing) than in Redis. ``Batcher.execute`` queues
+a caller's commands; one pipeline per turn of the event loop sends every queued caller's
+commands, in order, and each caller gets its own replies (or its own error). While a
+pipeline is in flight, new commands wait for the next one, so batches grow with load.
+
+Scripts go as ``EVAL`` with their source: Redis caches them by hash, and a Redis that lost
+its script cache (restarted) needs nothing reloaded.
+
+A batch is written and its replies read on one connection of the client's pool under one
+timeout for the whole exchange (redis-py's pipeline arms a timer for every reply, which cost
+more than the rest of the exchange); connection errors and that timeout are retried with the
+client's retry policy, as its pipelines are. Replies are as Redis sends them (bytes, ints,
+lists): no response callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+Command = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Pending:
+    commands: tuple[Command, ...]
+    future: asyncio.Future[list[Any]]
+
+
+def script(source: str, keys: list[str], args: list[Any]) -> Command:
+    """An ``EVAL`` command of ``source`` with ``keys`` and ``args``."""
+    return ("EVAL", source, len(keys), *keys, *args)
+
+
+class Batcher:
+    """Sends the commands of concurrent callers in one pipeline (not a transaction)."""
+
+    def __init__(self, redis: aioredis.Redis, timeout_s: float = 5.0) -> None:
+        self.redis = redis
+        self.timeout_s = timeout_s
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.round_trips = 0  # pipelines sent (for tests)
+
+    async def execute(self, *commands: Command) -> list[Any]:
+        """Run ``commands`` in order, in a pipeline shared with other callers; their replies.
+
+        Raises the first error among this caller's replies (other callers' errors are
+        theirs), or the connection error that failed the whole pipeline.
+        """
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(commands, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let every caller that is ready in this turn join
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                replies = await self._send(batch)
+            except (RedisError, OSError) as exc:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            except BaseException as exc:  # cancelled: nobody may be left waiting
+                error = RedisError(f"batch cancelled: {exc!r}")
+                for item in batch + self._pending:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                self._pending = []
+                raise
+            start = 0
+            for item in batch:
+                mine = replies[start : start + len(item.commands)]
+                start += len(item.commands)
+                if item.future.done():
+                    continue
+                failed = next((r for r in mine if isinstance(r, Exception)), None)
+                if failed is not None:
+                    item.future.set_exception(failed)
+                else:
+                    item.future.set_result(mine)
+
+    async def _send(self, batch: list[_Pending]) -> list[Any]:
+        self.round_trips += 1
+        commands = [command for item in batch for command in item.commands]
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            packed = conn.pack_commands(commands)
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: self._exchange(conn, packed, len(commands)),
+                lambda _error: conn.disconnect(),
+            )
+            return replies
+        finally:
+            await pool.release(conn)
+
+    async def _exchange(self, conn: Any, packed: list[bytes], count: int) -> list[Any]:
+        replies: list[Any] = []
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await conn.send_packed_command(packed)
+                for _ in range(count):
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # this command's error, not the batch's
+                        replies.append(exc)
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        return replies
+
+    async def close(self) -> None:
+        """Wait for the batch in flight."""
+        if self._flusher is not None:
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await self._flusher
