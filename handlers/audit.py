@@ -92,7 +92,7 @@ class Audit:
         step records, and deleting ``delete`` — the run's progress key — in the same trip)."""
         now_ms = int(time.time() * 1000)
         if self.metrics is not None:
-            self.metrics.rule_runs.labels(rule=log.rule, status=status).inc()
+            self.metrics.rule_run(log.rule, status)
         doc = {
             "rule": log.rule,
             "status": status,

@@ -4,8 +4,9 @@ A worker runs many jobs at once, and each used to make its own round trips (take
 resource lock, record the run, finish the job). Each of those costs far more in the client
 (connection checkout, timeouts, packing, parsing) than in Redis. ``Batcher.execute`` queues
 a caller's commands; one pipeline per turn of the event loop sends every queued caller's
-commands, in order, and each caller gets its own replies (or its own error). While a
-pipeline is in flight, new commands wait for the next one, so batches grow with load.
+commands, in order, and each caller gets its own replies (or its own error). While
+pipelines are in flight (at most ``LANES``), new commands wait for the next one, so batches
+grow with load.
 
 Scripts go as ``EVAL`` with their source: Redis caches them by hash, and a Redis that lost
 its script cache (restarted) needs nothing reloaded.
@@ -28,6 +29,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 Command = tuple[Any, ...]
+# Pipelines in flight at once (each on its own connection): while Redis answers one, the
+# next fills up. A caller's commands all go in one pipeline, and a caller sends its next
+# commands only after the replies to its last, so each caller's writes stay in order.
+LANES = 2
 
 
 @dataclass(slots=True)
@@ -48,7 +53,8 @@ class Batcher:
         self.redis = redis
         self.timeout_s = timeout_s
         self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._collecting = False  # a flusher will take the pending commands on its next turn
         self.round_trips = 0  # pipelines sent (for tests)
 
     async def execute(self, *commands: Command) -> list[Any]:
@@ -59,39 +65,50 @@ class Batcher:
         """
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(commands, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._collecting and len(self._flushers) < LANES:
+            self._collecting = True
+            task = asyncio.create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         return await future
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let every caller that is ready in this turn join
-        while self._pending:
+        while True:
+            await asyncio.sleep(0)  # let every caller that is ready in this turn join
+            self._collecting = False
             batch, self._pending = self._pending, []
-            try:
-                replies = await self._send(batch)
-            except (RedisError, OSError) as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            except BaseException as exc:  # cancelled: nobody may be left waiting
-                error = RedisError(f"batch cancelled: {exc!r}")
-                for item in batch + self._pending:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                self._pending = []
-                raise
-            start = 0
+            if batch:
+                await self._deliver(batch)
+            if not self._pending or self._collecting:
+                return  # nothing left, or another flusher takes it
+            self._collecting = True
+
+    async def _deliver(self, batch: list[_Pending]) -> None:
+        try:
+            replies = await self._send(batch)
+        except (RedisError, OSError) as exc:
             for item in batch:
-                mine = replies[start : start + len(item.commands)]
-                start += len(item.commands)
-                if item.future.done():
-                    continue
-                failed = next((r for r in mine if isinstance(r, Exception)), None)
-                if failed is not None:
-                    item.future.set_exception(failed)
-                else:
-                    item.future.set_result(mine)
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        except BaseException as exc:  # cancelled: nobody may be left waiting
+            error = RedisError(f"batch cancelled: {exc!r}")
+            for item in batch + self._pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            self._pending = []
+            raise
+        start = 0
+        for item in batch:
+            mine = replies[start : start + len(item.commands)]
+            start += len(item.commands)
+            if item.future.done():
+                continue
+            failed = next((r for r in mine if isinstance(r, Exception)), None)
+            if failed is not None:
+                item.future.set_exception(failed)
+            else:
+                item.future.set_result(mine)
 
     async def _send(self, batch: list[_Pending]) -> list[Any]:
         self.round_trips += 1
@@ -124,7 +141,6 @@ class Batcher:
         return replies
 
     async def close(self) -> None:
-        """Wait for the batch in flight."""
-        if self._flusher is not None:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await self._flusher
+        """Wait for the batches in flight."""
+        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            await asyncio.gather(*self._flushers)

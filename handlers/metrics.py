@@ -6,6 +6,8 @@ receiver's ``/metrics`` includes it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # Steps run from milliseconds (log) to minutes (slow APIs).
@@ -43,6 +45,25 @@ class WorkerMetrics:
             registry=self.registry,
         )
 
+        # Labelled children by label values: ``labels()`` costs more than the count itself.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def rule_run(self, rule: str, status: str) -> None:
+        """Count one rule run that ended with ``status``."""
+        self._child(self.rule_runs, rule, status).inc()
+
+    def step(self, step_type: str, status: str, seconds: float) -> None:
+        """Count one step's outcome and observe how long it took."""
+        self._child(self.steps, step_type, status).inc()
+        self._child(self.step_duration, step_type).observe(seconds)
+
     def api_call(self, method: str, status: int | str) -> None:
         """Count one API request (``status`` is the HTTP status, or ``error``)."""
-        self.api_calls.labels(method=method, status=str(status)).inc()
+        self._child(self.api_calls, method, str(status)).inc()

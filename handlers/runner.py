@@ -259,8 +259,7 @@ async def _run_rule(
 
 
 def _observe(svc: Services, spec: StepSpec, status: str, started: float) -> None:
-    svc.metrics.steps.labels(step_type=spec.type, status=status).inc()
-    svc.metrics.step_duration.labels(step_type=spec.type).observe(time.monotonic() - started)
+    svc.metrics.step(spec.type, status, time.monotonic() - started)
 
 
 def _text(svc: Services, exc: BaseException) -> str:

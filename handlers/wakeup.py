@@ -68,6 +68,7 @@ end
 return out
 """
 SCAN_LIMIT = 2000
+WATCHDOG_S = 1.0
 
 
 class WakingWorker(Worker):
@@ -84,6 +85,8 @@ class WakingWorker(Worker):
         self.wakeups = 0
         # Claims, job removals and the jobs' own writes share its pipelines.
         self.batch = batch
+        self._deadlines: dict[str, float] = {}  # job id -> loop time it must end by
+        self._timed_out: set[str] = set()
 
     async def _poll_iteration(self) -> None:
         free = self.max_jobs - self.job_counter
@@ -147,15 +150,23 @@ class WakingWorker(Worker):
             "score": score,
         }
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        # Enforced by the watchdog (a timer per job costs more than the job's own work).
+        self._deadlines[job_id] = self.loop.time() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                await function.coroutine(ctx, *args, **kwargs)
+            await function.coroutine(ctx, *args, **kwargs)
         except asyncio.CancelledError:
-            # Shutting down: let another worker (or this one, restarted) run it again now.
-            logger.info("job %s cancelled; it will run again", job_id)
-            self.jobs_retried += 1
-            await asyncio.shield(self._release(job_id))
-            return None
+            if job_id not in self._timed_out:
+                # Shutting down: let another worker (or this one, restarted) run it again now.
+                logger.info("job %s cancelled; it will run again", job_id)
+                self.jobs_retried += 1
+                await asyncio.shield(self._release(job_id))
+                return None
+            self._timed_out.discard(job_id)
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            logger.error("job %s timed out after %gs; removed from the queue", job_id, timeout_s)
+            self.jobs_failed += 1
         except (RedisError, OSError) as exc:
             # Redis failed beyond the client's retries: the claim expires and the job runs
             # again (finished steps are not repeated).
@@ -167,7 +178,20 @@ class WakingWorker(Worker):
             self.jobs_failed += 1
         else:
             self.jobs_complete += 1
+        finally:
+            self._deadlines.pop(job_id, None)
         return await asyncio.shield(self._finish(job_id))
+
+    async def _watchdog(self) -> None:
+        """Cancel jobs that run past their timeout (``job_timeout``, or the function's)."""
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            now = self.loop.time()
+            for job_id, deadline in list(self._deadlines.items()):
+                task = self.tasks.get(job_id)
+                if now > deadline and task is not None and not task.done():
+                    self._timed_out.add(job_id)
+                    task.cancel()
 
     async def _finish(self, job_id: str) -> None:
         try:
@@ -224,7 +248,7 @@ class WakingWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        listener = asyncio.create_task(self._listen())
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._watchdog())]
         try:
             while True:
                 # Cleared before looking, so work published while we look is not missed.
@@ -233,6 +257,6 @@ class WakingWorker(Worker):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)

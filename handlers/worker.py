@@ -123,9 +123,12 @@ async def _run_all(
         return {}
     # A job's first try cannot have finished steps to skip: no need to look them up.
     fresh = ctx.get("job_try", 1) == 1
-    outcomes = await asyncio.gather(
-        *(run_rule(svc, payload, rule, fresh=fresh, on_end=on_end) for rule in rules)
-    )
+    if len(rules) == 1:  # the common case, without gather's tasks
+        outcomes = [await run_rule(svc, payload, rules[0], fresh=fresh, on_end=on_end)]
+    else:
+        outcomes = await asyncio.gather(
+            *(run_rule(svc, payload, rule, fresh=fresh, on_end=on_end) for rule in rules)
+        )
     for rule, outcome in zip(rules, outcomes, strict=True):
         await _defer_if_needed(ctx, payload, rule.name, outcome)
     return {rule.name: outcome.status for rule, outcome in zip(rules, outcomes, strict=True)}

@@ -30,17 +30,22 @@ class _HiredisPacking:
     second (the sync client does this already; the asyncio one does not)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str):  # 'CONFIG GET' and such: one argument per word
-            args = (*args[0].encode().split(), *args[1:])
-        elif b" " in args[0]:
-            args = (*args[0].split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise DataError(str(exc)) from exc
+        return [_pack(args)]
 
     def pack_commands(self, commands: Any) -> list[bytes]:
-        return [b"".join(self.pack_command(*command)[0] for command in commands)]
+        return [b"".join([_pack(tuple(command)) for command in commands])]
+
+
+def _pack(args: tuple[Any, ...]) -> bytes:
+    first = args[0]
+    # 'CONFIG GET' and such: one argument per word
+    if (" " in first) if isinstance(first, str) else (b" " in first):
+        args = (*first.split(), *args[1:])
+    try:
+        packed: bytes = hiredis.pack_command(args)
+    except TypeError as exc:
+        raise DataError(str(exc)) from exc
+    return packed
 
 
 _PACKING: dict[type, type] = {}

@@ -26,7 +26,7 @@ async def test_concurrent_callers_share_one_round_trip(redis_url: str) -> None:
         totals = [r[0] for r in replies]
         assert totals == [sum(range(1, i + 1)) for i in range(1, 51)]
         assert all(r[1] == str(r[0]).encode() for r in replies)
-        # While one pipeline is in flight, later callers wait for the next one.
+        # A caller that comes while a pipeline is in flight goes in the next one.
         first = asyncio.ensure_future(batch.execute(("PING",)))
         while batch.round_trips < 2:  # until the first batch is on its way
             await asyncio.sleep(0)

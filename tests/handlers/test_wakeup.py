@@ -56,7 +56,12 @@ async def pool(redis_url: str) -> AsyncIterator[ArqRedis]:
 @contextlib.asynccontextmanager
 async def running(redis_url: str, max_jobs: int = 50) -> AsyncIterator[WakingWorker]:
     worker = WakingWorker(
-        functions=[func(record), func(redis_fails), func(forever)],
+        functions=[
+            func(record),
+            func(redis_fails),
+            func(forever),
+            func(forever, name="slow", timeout=0.3),
+        ],
         queue_name=KEYS.queue,
         redis_settings=RedisSettings.from_dsn(redis_url),
         job_serializer=jobs.serialize,
@@ -158,3 +163,15 @@ async def test_a_job_cancelled_at_shutdown_is_released_for_another_worker(
     assert not await redis.exists(in_progress_key_prefix + "long")
     assert await redis.zscore(KEYS.queue, "long") is not None
     assert await redis.exists(job_key_prefix + "long")
+
+
+async def test_a_job_past_its_timeout_is_stopped_and_removed(
+    redis_url: str, redis: aioredis.Redis, pool: ArqRedis
+) -> None:
+    await pool.enqueue_job("slow", _job_id="slow")
+    async with running(redis_url) as worker:
+        await until(lambda: worker.jobs_failed == 1, timeout=5.0)
+        await until(lambda: queue_empty(redis), timeout=2.0)
+        assert worker.jobs_retried == 0
+    assert ran == [("forever", 1)]
+    assert not await redis.exists(job_key_prefix + "slow", in_progress_key_prefix + "slow")
