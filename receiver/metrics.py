@@ -6,6 +6,8 @@ Event types become label values only when the platform documents them (others co
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,6 +33,7 @@ class ReceiverMetrics:
             ["outcome", "event_type"],
             registry=self.registry,
         )
+        self._deliveries: dict[tuple[str, str], Any] = {}
         self.redis_errors = Counter(
             "tashooks_redis_errors",
             "Redis operations that failed",
@@ -48,7 +51,11 @@ class ReceiverMetrics:
 
     def delivery(self, outcome: str, event_type: str = "") -> None:
         label = event_type if not event_type or event_type in KNOWN_EVENT_TYPES else "other"
-        self.deliveries.labels(outcome=outcome, event_type=label).inc()
+        # The labelled child, looked up once (``labels()`` costs more than the count).
+        child = self._deliveries.get((outcome, label))
+        if child is None:
+            child = self._deliveries[outcome, label] = self.deliveries.labels(outcome, label)
+        child.inc()
 
     def render(self) -> tuple[bytes, str]:
         body = b"".join(generate_latest(r) for r in (self.registry, *self.extra))
