@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +38,9 @@ class RunLog:
     # Step records not yet in the stream: written with the run's next write to Redis, so
     # a step costs no round trip of its own.
     unsent: list[dict[str, str]] = field(default_factory=list)
-    # More commands for the write that records the run's end (e.g. a lock's release).
-    on_end: Callable[[], Command] | None = None
+    # More commands for the write that records the run's end, given how it ended (e.g. the
+    # resource lock's release, the job's removal).
+    on_end: Callable[[str], list[Command]] | None = None
 
 
 class Audit:
@@ -63,9 +64,10 @@ class Audit:
         flat = [x for pair in record.items() for x in pair]
         return ("XADD", self.keys.audit, "MINID", "~", min_id, "*", *flat)
 
-    async def record(self, kind: str, **fields: Any) -> None:
-        """Append one record; values that are not strings are written as JSON."""
-        await self.batch.execute(self._xadd(_flat(kind, fields)))
+    async def record(self, kind: str, /, then: Sequence[Command] = (), **fields: Any) -> None:
+        """Append one record (values that are not strings are written as JSON), and run the
+        commands ``then`` in the same trip."""
+        await self.batch.execute(self._xadd(_flat(kind, fields)), *then)
 
     def step(self, log: RunLog, **fields: Any) -> None:
         """Note one step's outcome (``step``, ``status``, ``attempt``, ...); it reaches the
@@ -105,8 +107,6 @@ class Audit:
         commands = self.take_unsent(log)
         if delete is not None:
             commands.append(("DEL", delete))
-        if log.on_end is not None:
-            commands.append(log.on_end())
         record = {
             "id": log.event_id,
             "rule": log.rule,
@@ -119,4 +119,6 @@ class Audit:
             ("HSET", event_key, f"run:{log.rule}", json.dumps(doc, default=str)),
             ("PEXPIRE", event_key, self.retention_ms, "NX"),
         ]
+        if log.on_end is not None:  # after the run's record: what it releases comes last
+            commands += log.on_end(status)
         await self.batch.execute(*commands)

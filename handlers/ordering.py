@@ -44,11 +44,11 @@ class Lease:
     token: str
     released: bool = False
 
-    def releasing(self) -> Command:
+    def releasing(self, status: str = "") -> list[Command]:
         """The command that releases the lock, for the run's last write to send (the lock
-        counts as released from now on)."""
+        counts as released from now on); ``status``, how the run ended, does not matter."""
         self.released = True
-        return release_command(self.key, self.token)
+        return [release_command(self.key, self.token)]
 
 
 def release_command(key: str, token: str) -> Command:

@@ -98,7 +98,7 @@ async def run_rule(
     attempts_made: Mapping[int, int] | None = None,
     check_throttle: bool = True,
     fresh: bool = False,
-    on_end: Callable[[], Command] | None = None,
+    on_end: Callable[[str], list[Command]] | None = None,
 ) -> Outcome:
     """Run ``rule``'s steps for the event in ``payload`` (``fresh``: its first run, with no
     progress to look up; a replay's earlier progress is dropped). Never raises for a failure of the

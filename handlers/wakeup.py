@@ -30,7 +30,7 @@ from arq.utils import ms_to_datetime
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from handlers.batch import Batcher, script
+from handlers.batch import Batcher, Command, script
 
 logger = logging.getLogger("tashooks.worker")
 
@@ -142,12 +142,24 @@ class WakingWorker(Worker):
             logger.error("job %s tried %d times; removed from the queue", job_id, job_try)
             self.jobs_failed += 1
             return await self._finish(job_id)
+        removed = False
+
+        def finish(status: str) -> list[Command]:
+            """The job's removal, for the function's last write to carry (one round trip
+            fewer); not for a deferred run: its new job is queued after that write."""
+            nonlocal removed
+            if status == "deferred":
+                return []
+            removed = True
+            return self._finish_commands(job_id)
+
         ctx = {
             **self.ctx,
             "job_id": job_id,
             "job_try": job_try,
             "enqueue_time": ms_to_datetime(enqueue_ms),
             "score": score,
+            "finish": finish,
         }
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
         # Enforced by the watchdog (a timer per job costs more than the job's own work).
@@ -178,6 +190,8 @@ class WakingWorker(Worker):
             self.jobs_failed += 1
         else:
             self.jobs_complete += 1
+            if removed:  # by the function's last write
+                return None
         finally:
             self._deadlines.pop(job_id, None)
         return await asyncio.shield(self._finish(job_id))
@@ -193,17 +207,21 @@ class WakingWorker(Worker):
                     self._timed_out.add(job_id)
                     task.cancel()
 
+    def _finish_commands(self, job_id: str) -> list[Command]:
+        """Remove a job that ran (or cannot run) from the queue, with its keys."""
+        return [
+            ("ZREM", self.queue_name, job_id),
+            (
+                "DEL",
+                in_progress_key_prefix + job_id,
+                retry_key_prefix + job_id,
+                job_key_prefix + job_id,
+            ),
+        ]
+
     async def _finish(self, job_id: str) -> None:
         try:
-            await self.batch.execute(
-                ("ZREM", self.queue_name, job_id),
-                (
-                    "DEL",
-                    in_progress_key_prefix + job_id,
-                    retry_key_prefix + job_id,
-                    job_key_prefix + job_id,
-                ),
-            )
+            await self.batch.execute(*self._finish_commands(job_id))
         except (RedisError, OSError) as exc:
             logger.error(
                 "job %s ran, but Redis failed to remove it (%s); it may run again", job_id, exc

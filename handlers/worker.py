@@ -42,6 +42,8 @@ from receiver.settings import Settings
 logger = logging.getLogger("tashooks.worker")
 
 SERVICES = "tashooks"
+# Commands for a run's last write, given how the run ended (see handlers.audit.RunLog).
+Ending = Callable[[str], list[Command]]
 # A job whose worker died this many times is dead-lettered instead of tried again.
 MAX_JOB_TRIES = 10
 IN_PROGRESS_TTL_S = 15.0
@@ -74,8 +76,10 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
     rules = svc.rules.match(event)
     data = event.get("data")
     resource = data.get("id") if isinstance(data, dict) else None
+    # Removes the job in the last write of its only run (see handlers.wakeup).
+    finish: Ending | None = ctx.get("finish")
     if not isinstance(resource, str) or not resource:
-        return await _run_all(ctx, payload, rules)
+        return await _run_all(ctx, payload, rules, on_end=finish if len(rules) <= 1 else None)
     ordered = [r for r in rules if r.ordered]
     unordered = [r for r in rules if not r.ordered]
     async with order.locked(resource, int(payload.get("ts_ms", 0))) as lease:
@@ -90,8 +94,9 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
                 await _no_match(svc, payload, stale=True)
             return await _run_all(ctx, payload, unordered, quiet=True)
         if not unordered:
-            # One rule (the common case): its last write also releases the lock.
-            on_end = lease.releasing if len(ordered) == 1 else None
+            # One rule (the common case) or none: its last write also releases the lock
+            # and removes the job.
+            on_end = _chain(lease.releasing, finish) if len(ordered) <= 1 else None
             return await _run_all(ctx, payload, ordered, on_end=on_end)
         results = await asyncio.gather(
             _run_all(ctx, payload, ordered, quiet=True),
@@ -100,11 +105,27 @@ async def process_event(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[st
         return {**results[0], **results[1]}
 
 
-async def _no_match(svc: Services, payload: Mapping[str, Any], stale: bool = False) -> None:
+def _chain(*endings: Ending | None) -> Ending:
+    """One ending that gives the commands of each of ``endings``, in order."""
+
+    def chained(status: str) -> list[Command]:
+        return [c for ending in endings if ending is not None for c in ending(status)]
+
+    return chained
+
+
+async def _no_match(
+    svc: Services,
+    payload: Mapping[str, Any],
+    stale: bool = False,
+    on_end: Ending | None = None,
+) -> None:
+    status = "stale" if stale else "no_match"
     await svc.audit.record(
         "run",
+        on_end(status) if on_end is not None else (),
         id=payload["id"],
-        status="stale" if stale else "no_match",
+        status=status,
         type=str(payload["event"].get("event", "")),
     )
 
@@ -114,12 +135,12 @@ async def _run_all(
     payload: Mapping[str, Any],
     rules: list[Rule],
     quiet: bool = False,
-    on_end: Callable[[], Command] | None = None,
+    on_end: Ending | None = None,
 ) -> dict[str, str]:
     svc: Services = ctx[SERVICES]
     if not rules:
         if not quiet:
-            await _no_match(svc, payload)
+            await _no_match(svc, payload, on_end=on_end)
         return {}
     # A job's first try cannot have finished steps to skip: no need to look them up.
     fresh = ctx.get("job_try", 1) == 1

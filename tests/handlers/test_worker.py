@@ -450,3 +450,33 @@ async def test_heartbeat_republishes_the_rules_version(make_stack: StackFactory)
             break
         await asyncio.sleep(0.1)
     assert await stack.redis.get(stack.keys.rules_version) == version
+
+
+async def test_a_finished_job_leaves_nothing_queued(make_stack: StackFactory) -> None:
+    stack = await make_stack(
+        """
+        version: 1
+        rules:
+          - name: note
+            on: vps.created
+            steps:
+              - log: {message: "{{ event.data.id }}"}
+        """
+    )
+    # One rule (the job is removed by the run's own last write), a resource without a
+    # rule (by the no_match record's), an event without a resource.
+    ids = [
+        await stack.send("vps.created", id="vps_1"),
+        await stack.send("vps.deleted", id="vps_2"),
+        await stack.send("vps.created", name="no-id"),
+    ]
+    for event_id in ids:
+        await stack.wait_runs(event_id)
+    await asyncio.sleep(0.2)
+    assert await stack.redis.zcard(stack.keys.queue) == 0
+    for event_id in ids:
+        assert not await stack.redis.exists(
+            stack.keys.job(event_id), f"arq:in-progress:{event_id}", f"arq:retry:{event_id}"
+        )
+    assert not await stack.redis.exists(stack.keys.resource_lock("vps_1"))
+    assert not await stack.redis.exists(stack.keys.resource_lock("vps_2"))
