@@ -26,6 +26,7 @@ KNOWN_EVENT_TYPES = (
     "storage.bucket_created",
 )
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two characters
 # Seeded from os.urandom once per process (so two processes never share a sequence).
 _random = random.Random(int.from_bytes(os.urandom(16), "big"))
 
@@ -91,6 +92,11 @@ def _finite(text: str) -> float:
     return value
 
 
+# Built once: json.loads/json.dumps with options build a new decoder/encoder every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def parse_event(body: bytes) -> Event:
     """Validate a delivery body: a JSON object with ``event``, ``timestamp`` and ``data``.
 
@@ -98,7 +104,7 @@ def parse_event(body: bytes) -> Event:
     surrogates, nesting within Python's limits.
     """
     try:
-        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        doc = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:
         raise EventInvalid("body", "body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -136,7 +142,7 @@ def check_age(event: Event, window_s: float, now: datetime | None = None) -> Non
 
 def canonical_json(doc: Any) -> bytes:
     """Sorted keys, no insignificant white space, UTF-8: equal events give equal bytes."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(doc).encode()
 
 
 def digest(doc: Any) -> str:
@@ -150,11 +156,8 @@ def new_event_id(now_ms: int | None = None) -> str:
     # Uniqueness, not secrecy, is what the random part is for: the fast generator serves
     # (os.urandom is a system call per id on the ingest path).
     value = (ms << 80) | _random.getrandbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "evt_" + "".join(reversed(chars))
+    # 26 characters of 5 bits = 13 pairs of 10 bits, most significant first.
+    return "evt_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def id_time_ms(value: str) -> int | None:
