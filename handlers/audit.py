@@ -121,4 +121,5 @@ class Audit:
         ]
         if log.on_end is not None:  # after the run's record: what it releases comes last
             commands += log.on_end(status)
-        await self.batch.execute(*commands)
+        # All or nothing: never a job removed, or a lock released, without the record.
+        await self.batch.execute(*commands, atomic=True)

@@ -28,6 +28,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from receiver.connection import pack_command
+
 Command = tuple[Any, ...]
 # Pipelines in flight at once (each on its own connection): while Redis answers one, the
 # next fills up. A caller's commands all go in one pipeline, and a caller sends its next
@@ -37,7 +39,9 @@ LANES = 2
 
 @dataclass(slots=True)
 class _Pending:
-    commands: tuple[Command, ...]
+    packed: bytes
+    count: int
+    atomic: bool
     future: asyncio.Future[list[Any]]
 
 
@@ -54,34 +58,47 @@ class Batcher:
         self.timeout_s = timeout_s
         self._pending: list[_Pending] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._lanes = 0  # flushers running (a lane is free again the moment one returns)
         self._collecting = False  # a flusher will take the pending commands on its next turn
         self.round_trips = 0  # pipelines sent (for tests)
 
-    async def execute(self, *commands: Command) -> list[Any]:
+    async def execute(self, *commands: Command, atomic: bool = False) -> list[Any]:
         """Run ``commands`` in order, in a pipeline shared with other callers; their replies.
 
-        Raises the first error among this caller's replies (other callers' errors are
-        theirs), or the connection error that failed the whole pipeline.
+        ``atomic``: all or none of them (``MULTI``/``EXEC`` around them; a command Redis
+        refuses to queue, e.g. when it is out of memory, aborts them all). Raises the first
+        error among this caller's replies (other callers' errors are theirs), or the
+        connection error that failed the whole pipeline. A value Redis cannot take raises
+        ``DataError`` here, before anything is sent.
         """
+        if atomic:
+            commands = (("MULTI",), *commands, ("EXEC",))
+        packed = b"".join([pack_command(command) for command in commands])
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(commands, future))
-        if not self._collecting and len(self._flushers) < LANES:
+        self._pending.append(_Pending(packed, len(commands), atomic, future))
+        if not self._collecting and self._lanes < LANES:
             self._collecting = True
+            self._lanes += 1
             task = asyncio.create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         return await future
 
     async def _flush(self) -> None:
-        while True:
-            await asyncio.sleep(0)  # let every caller that is ready in this turn join
-            self._collecting = False
-            batch, self._pending = self._pending, []
-            if batch:
-                await self._deliver(batch)
-            if not self._pending or self._collecting:
-                return  # nothing left, or another flusher takes it
-            self._collecting = True
+        try:
+            while True:
+                await asyncio.sleep(0)  # let every caller that is ready in this turn join
+                self._collecting = False
+                # A caller that gave up (cancelled) has its commands dropped, not sent.
+                batch = [item for item in self._pending if not item.future.done()]
+                self._pending = []
+                if batch:
+                    await self._deliver(batch)
+                if not self._pending or self._collecting:
+                    return  # nothing left, or another flusher takes it
+                self._collecting = True
+        finally:
+            self._lanes -= 1
 
     async def _deliver(self, batch: list[_Pending]) -> None:
         try:
@@ -100,8 +117,10 @@ class Batcher:
             raise
         start = 0
         for item in batch:
-            mine = replies[start : start + len(item.commands)]
-            start += len(item.commands)
+            mine = replies[start : start + item.count]
+            start += item.count
+            if item.atomic and not isinstance(mine[-1], Exception):
+                mine = mine[-1]  # EXEC's replies, one per command
             if item.future.done():
                 continue
             failed = next((r for r in mine if isinstance(r, Exception)), None)
@@ -112,20 +131,20 @@ class Batcher:
 
     async def _send(self, batch: list[_Pending]) -> list[Any]:
         self.round_trips += 1
-        commands = [command for item in batch for command in item.commands]
+        packed = b"".join([item.packed for item in batch])
+        count = sum(item.count for item in batch)
         pool = self.redis.connection_pool
         conn = await pool.get_connection()
         try:
-            packed = conn.pack_commands(commands)
             replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: self._exchange(conn, packed, len(commands)),
+                lambda: self._exchange(conn, packed, count),
                 lambda _error: conn.disconnect(),
             )
             return replies
         finally:
             await pool.release(conn)
 
-    async def _exchange(self, conn: Any, packed: list[bytes], count: int) -> list[Any]:
+    async def _exchange(self, conn: Any, packed: bytes, count: int) -> list[Any]:
         replies: list[Any] = []
         try:
             async with asyncio.timeout(self.timeout_s):

@@ -21,8 +21,14 @@ _WAIT_S = 0.01
 
 # Take the lock (KEYS[1]) if free, and then record the event's timestamp as the newest
 # handled (KEYS[2]) unless a newer one was: -1 lock busy, 1 stale, 0 fresh. One round trip.
+# Idempotent for its token: sent again (a retried batch whose reply was lost), it gives
+# the same answer instead of finding the lock busy with itself.
 _LOCK_AND_ADVANCE = """
-if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[4]) then return -1 end
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[3] then
+  if holder then return -1 end
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
 local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
 local ts = tonumber(ARGV[1])
 if ts < last then return 1 end

@@ -108,6 +108,11 @@ class WakingWorker(Worker):
             )
             for i in range(0, len(claimed), 4):
                 job_id = claimed[i].decode()
+                running = self.tasks.get(job_id)
+                if running is not None and not running.done():
+                    # Still running here, its mark lapsed (Redis was away longer than the
+                    # mark lives): the claim renewed the mark; one run is enough.
+                    continue
                 await self.sem.acquire()
                 self.job_counter += 1
                 task = self.loop.create_task(
@@ -122,11 +127,20 @@ class WakingWorker(Worker):
         await self.heart_beat()
 
     async def _run(self, job_id: str, score: int, raw: bytes | None, job_try: int) -> None:
-        """Run one claimed job; remove it from the queue unless it must run again."""
+        """Run one claimed job; remove it from the queue unless it must run again. Never
+        raises (arq's loop and ``close`` gather these tasks)."""
+        try:
+            await self._run_job(job_id, score, raw, job_try)
+        except asyncio.CancelledError:
+            # Shutting down while the job was being removed: if the removal did not reach
+            # Redis, the job runs again (its finished steps are not repeated).
+            logger.info("job %s: stopped while being removed from the queue", job_id)
+
+    async def _run_job(self, job_id: str, score: int, raw: bytes | None, job_try: int) -> None:
         if raw is None:
             logger.warning("job %s expired before it ran; removed from the queue", job_id)
             self.jobs_failed += 1
-            return await self._finish(job_id)
+            return await asyncio.shield(self._finish(job_id))
         try:
             name, args, kwargs, enqueue_try, enqueue_ms = deserialize_job_raw(
                 raw, deserializer=self.job_deserializer
@@ -135,13 +149,13 @@ class WakingWorker(Worker):
         except (SerializationError, KeyError) as exc:
             logger.error("job %s cannot run (%s); removed from the queue", job_id, exc)
             self.jobs_failed += 1
-            return await self._finish(job_id)
+            return await asyncio.shield(self._finish(job_id))
         job_try = max(job_try, enqueue_try or 0)
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if job_try > max_tries:
             logger.error("job %s tried %d times; removed from the queue", job_id, job_try)
             self.jobs_failed += 1
-            return await self._finish(job_id)
+            return await asyncio.shield(self._finish(job_id))
         removed = False
 
         def finish(status: str) -> list[Command]:
@@ -173,7 +187,6 @@ class WakingWorker(Worker):
                 self.jobs_retried += 1
                 await asyncio.shield(self._release(job_id))
                 return None
-            self._timed_out.discard(job_id)
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
@@ -194,6 +207,7 @@ class WakingWorker(Worker):
                 return None
         finally:
             self._deadlines.pop(job_id, None)
+            self._timed_out.discard(job_id)
         return await asyncio.shield(self._finish(job_id))
 
     async def _watchdog(self) -> None:

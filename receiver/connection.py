@@ -30,13 +30,14 @@ class _HiredisPacking:
     second (the sync client does this already; the asyncio one does not)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return [_pack(args)]
+        return [pack_command(args)]
 
     def pack_commands(self, commands: Any) -> list[bytes]:
-        return [b"".join([_pack(tuple(command)) for command in commands])]
+        return [b"".join([pack_command(tuple(command)) for command in commands])]
 
 
-def _pack(args: tuple[Any, ...]) -> bytes:
+def pack_command(args: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol (``DataError`` for a value Redis cannot take)."""
     first = args[0]
     # 'CONFIG GET' and such: one argument per word
     if (" " in first) if isinstance(first, str) else (b" " in first):

@@ -175,3 +175,27 @@ async def test_a_job_past_its_timeout_is_stopped_and_removed(
         assert worker.jobs_retried == 0
     assert ran == [("forever", 1)]
     assert not await redis.exists(job_key_prefix + "slow", in_progress_key_prefix + "slow")
+
+
+async def test_a_job_still_running_here_is_not_started_twice(
+    redis_url: str, redis: aioredis.Redis, pool: ArqRedis
+) -> None:
+    await pool.enqueue_job("forever", _job_id="long")
+    async with running(redis_url) as worker:
+        await until(lambda: bool(ran))
+        # Its mark lapses (as when Redis was away longer than the mark lives) ...
+        await redis.delete(in_progress_key_prefix + "long")
+        worker.wake.set()
+        await until(lambda: queue_claimed(redis))
+        await asyncio.sleep(0.3)
+        # ... the next poll claims it again (renewing the mark), but does not run it again.
+        assert ran == [("forever", 1)]
+        assert worker.job_counter == 1
+        worker.allow_pick_jobs = False
+        for task in worker.tasks.values():
+            task.cancel()
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+
+
+async def queue_claimed(redis: aioredis.Redis) -> bool:
+    return bool(await redis.exists(in_progress_key_prefix + "long"))
