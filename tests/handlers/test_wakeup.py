@@ -78,15 +78,20 @@ async def running(redis_url: str, max_jobs: int = 50) -> AsyncIterator[WakingWor
     try:
         yield worker
     finally:
-        worker.allow_pick_jobs = False
-        for t in worker.tasks.values():
-            t.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await stop_jobs(worker)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await worker.batch.redis.aclose()
         await worker.pool.aclose()
+
+
+async def stop_jobs(worker: WakingWorker) -> None:
+    """What a shutdown does: take no more jobs, cancel the running ones."""
+    worker.allow_pick_jobs = False
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
 
 async def until(check: Any, timeout: float = 10.0) -> None:
@@ -155,10 +160,7 @@ async def test_a_job_cancelled_at_shutdown_is_released_for_another_worker(
     async with running(redis_url) as worker:
         await until(lambda: bool(ran))
         assert await redis.exists(in_progress_key_prefix + "long")
-        worker.allow_pick_jobs = False
-        for task in worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await stop_jobs(worker)
         assert worker.jobs_retried == 1
     assert not await redis.exists(in_progress_key_prefix + "long")
     assert await redis.zscore(KEYS.queue, "long") is not None
@@ -191,10 +193,7 @@ async def test_a_job_still_running_here_is_not_started_twice(
         # ... the next poll claims it again (renewing the mark), but does not run it again.
         assert ran == [("forever", 1)]
         assert worker.job_counter == 1
-        worker.allow_pick_jobs = False
-        for task in worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await stop_jobs(worker)
 
 
 async def queue_claimed(redis: aioredis.Redis) -> bool:
