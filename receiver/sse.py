@@ -84,7 +84,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             type_glob=request.query.get("type") or None,
             resource=request.query.get("resource") or None,
         )
-        await tail.start()
+        await tail.start(resume=True)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -95,6 +95,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         try:
             await response.write(b": connected\n\n")
+            if tail.ahead:
+                await response.write(
+                    b": last_event_id is ahead of the audit stream (was its data lost?); "
+                    b"following from its newest record\n\n"
+                )
         except ConnectionResetError:
             return response
         await _pump(request, response, tail)

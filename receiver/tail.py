@@ -44,15 +44,24 @@ class Tail:
         self.type_glob = type_glob
         self.resource = resource
         self._about: dict[str, tuple[str, str]] = {}
+        # The given starting point was after the newest entry (an id from before Redis lost
+        # its data, or made up): following from it would wait, silently, for ids to catch up.
+        self.ahead = False
 
-    async def start(self) -> str:
+    async def start(self, *, resume: bool = False) -> str:
         """Fix the starting point (the newest entry now, when none was given); return it.
+        With ``resume`` (the given point is the last record a client saw) a point ahead of
+        the stream is replaced by the newest entry too, and ``ahead`` is set.
 
         Reading from ``$`` each time would lose entries written between two reads.
         """
-        if self.last_id is None:
-            newest = await self.redis.xrevrange(self.keys.audit, "+", "-", count=1)
-            self.last_id = text(newest[0][0]) if newest else "0-0"
+        if self.last_id is not None and not resume:
+            return self.last_id
+        newest = await self.redis.xrevrange(self.keys.audit, "+", "-", count=1)
+        newest_id = text(newest[0][0]) if newest else "0-0"
+        if self.last_id is None or _order(self.last_id) > _order(newest_id):
+            self.ahead = self.last_id is not None
+            self.last_id = newest_id
         return self.last_id
 
     async def read(self, block_ms: int) -> list[dict[str, Any]]:
@@ -95,3 +104,9 @@ class Tail:
             self._about.clear()
         self._about[event_id] = about
         return about
+
+
+def _order(stream_id: str) -> tuple[int, int]:
+    """A stream id (``<ms>-<seq>``) as a sortable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -124,3 +124,14 @@ async def test_open_stream_does_not_hold_up_shutdown(admin: Client) -> None:
     await admin.close()
     assert time.monotonic() - started < 5
     resp.close()
+
+
+async def test_last_event_id_ahead_of_the_stream_follows_from_now(admin: Client) -> None:
+    """An id the stream has not reached (Redis lost its data, say) is not waited for."""
+    await deliver(admin, "vps.created", id="before")
+    future = f"{int(time.time() * 1000) + 3_600_000}-0"
+    resp = await open_stream(admin, last_event_id_header=future)
+    assert "ahead of the audit stream" in await next_comment(resp)
+    later = await deliver(admin, "vps.created", id="vps_after")
+    assert (await next_event(resp))["data"]["id"] == later
+    resp.close()
