@@ -28,13 +28,14 @@ class Problem:
     """One mistake in a rules file."""
 
     file: str
-    line: int
+    line: int  # 0 when the problem is the file itself (it cannot be read)
     message: str
     warning: bool = False
 
     def __str__(self) -> str:
         kind = "warning: " if self.warning else ""
-        return f"{self.file}:{self.line}: {kind}{self.message}"
+        where = f"{self.file}:{self.line}" if self.line > 0 else self.file  # 0: the file
+        return f"{where}: {kind}{self.message}"
 
 
 class RulesError(HandlersError):

@@ -71,7 +71,15 @@ def check_rules(
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return None, [Problem(file, 0, f"cannot read the rules file: {exc.strerror or exc}")]
+        reason = exc.strerror or str(exc)
+        return None, [
+            Problem(
+                file,
+                0,
+                f"cannot read the rules file: {reason}; check the path (--rules or "
+                "TASHOOKS_RULES) and that this user may read it",
+            )
+        ]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -440,8 +441,27 @@ def test_missing_file(tmp_path: Path) -> None:
     rules, problems = check_rules(path)
     assert rules is None
     assert [str(p) for p in problems] == [
-        f"{path}:0: cannot read the rules file: No such file or directory"
+        f"{path}: cannot read the rules file: No such file or directory; check the path "
+        "(--rules or TASHOOKS_RULES) and that this user may read it"
     ]
+
+
+def test_unreadable_file_is_named_without_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules: []\n")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root reads anything: make it a directory instead
+            path.chmod(0o600)
+            path.unlink()
+            path.mkdir()
+        rules, problems = check_rules(path)
+    finally:
+        path.chmod(0o700)
+    assert rules is None
+    [problem] = problems
+    assert str(problem).startswith(f"{path}: cannot read the rules file: ")
+    assert "TASHOOKS_RULES" in str(problem)
 
 
 def test_empty_and_non_mapping_files(tmp_path: Path) -> None:
