@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if use_webhook:
         out["ratio_webhook_bare"] = round(results["webhook"].rps / bare_rps, 3)
+        # The issue's other yardstick: adnanh/webhook's rate, which stores nothing.
+        out["ratio_receiver_webhook"] = round(rec.rps / results["webhook"].rps, 3)
 
     def us_per_event(name: str, index: int = 0) -> float:
         """CPU time (µs) a process spent per request of the run."""
@@ -207,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receiver / bare (mean of both bare runs): {ratio:.2f}")
         if use_webhook:
             print(f"webhook  / bare: {out['ratio_webhook_bare']:.2f}")
+            print(
+                f"receiver / webhook: {out['ratio_receiver_webhook']:.2f} (webhook stores "
+                "nothing and answers before its command ends)"
+            )
         print(f"receiver peak RSS (VmHWM): {rss:.1f} MiB")
         print("\n".join(checks))
     return 0 if all(c.startswith("PASS") for c in checks) else 1
