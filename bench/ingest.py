@@ -6,8 +6,9 @@ Starts its own Redis (AOF, ``--fsync always`` by default), the receiver (``tasho
 receiver``), a bare aiohttp app (reads the body, answers 202) and ``/usr/bin/webhook``
 (checks the same X-Signature, runs /bin/true). wrk drives each in turn with the same
 load: ``-t1 -c<connections>``, signed bodies that are all distinct events. Warm-up 2 s
-each, then bare, receiver, webhook, bare again (the spread of the two bare runs shows the
-noise; the ratio uses their mean).
+each, then bare, receiver, webhook, the bare app spinning ``--burn-us`` (10) µs of CPU per
+request (what a little per-request work costs the HTTP stack's rate), bare again (the
+spread of the two bare runs shows the noise; the ratio uses their mean).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds each (2)")
     parser.add_argument("--bodies", type=int, help="distinct bodies (default: enough)")
     parser.add_argument("--no-webhook", action="store_true", help="skip adnanh/webhook")
+    parser.add_argument(
+        "--burn-us",
+        type=float,
+        default=10.0,
+        help="also run the bare app spinning this many µs per request (10; 0: skip)",
+    )
     args = parse_bench_args(parser, argv)
     use_webhook = not args.no_webhook
     require("wrk", "redis-server", *(["webhook"] if use_webhook else []))
@@ -91,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         scripts = {"bare": lua, "receiver": lua}
         pids = {"bare": [bare.pid], "receiver": [receiver.pid, server.proc.pid]}
+        if args.burn_us:
+            # The yardstick: the same bare app, with only a spin of CPU added per request.
+            burn_port = free_port()
+            burn_argv = [PYTHON, str(ROOT / "bench" / "bare_app.py"), str(burn_port)]
+            burn = stack.start("burn", [*burn_argv, str(args.burn_us)])
+            stack.wait_port("burn", burn, burn_port)
+            targets["burn"] = f"http://127.0.0.1:{burn_port}/webhooks"
+            scripts["burn"] = lua
+            pids["burn"] = [burn.pid]
         if use_webhook:
             hooks = stack.dir / "hooks.json"
             hooks.write_text(json.dumps(webhook_hooks()))
@@ -136,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         results["receiver"] = run("receiver", d, "run")
         if use_webhook:
             results["webhook"] = run("webhook", d, "run")
+        if args.burn_us:
+            results["burn"] = run("burn", d, "run")
         results["bare2"] = run("bare", d, "run")
         rss = peak_rss_mb(receiver.pid)
 
@@ -170,11 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         rps = results[name].rps
         return cpu[name][index] * 10_000 / rps if rps else 0.0
 
+    if args.burn_us:
+        out["ratio_burn_bare"] = round(results["burn"].rps / bare_rps, 3)
+    yardstick = (
+        f"; the bare app itself falls to {out['ratio_burn_bare']:.2f} x with {args.burn_us:g} µs "
+        "of CPU spun per request"
+        if args.burn_us
+        else ""
+    )
     why = (
         f"; why: the receiver spends {us_per_event('receiver'):.0f} µs of CPU per delivery "
         f"(bare: {us_per_event('bare'):.0f} µs) in verify, parse, canonical form and the "
         f"batched script call, and Redis {us_per_event('receiver', 1):.0f} µs on the core "
-        "that wrk needs too"
+        f"that wrk needs too{yardstick}"
         if ratio < RATIO_TARGET
         else ""
     )
@@ -207,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, res in results.items():
             print(f"  {name:8} {res.line()}")
         print(f"receiver / bare (mean of both bare runs): {ratio:.2f}")
+        if args.burn_us:
+            print(
+                f"bare + {args.burn_us:g} µs spun per request / bare: {out['ratio_burn_bare']:.2f}"
+            )
         if use_webhook:
             print(f"webhook  / bare: {out['ratio_webhook_bare']:.2f}")
             print(
