@@ -32,8 +32,10 @@ class SlackParams(Params):
     url: str | None = None
     text: str | None = None
     blocks: list[Any] | None = None
-    # Only with ``url``: a target carries its own ``allow_private``.
-    allow_private: bool = False
+    # Only with ``url``: a target carries its own ``allow_private``. None (not given) is left
+    # out of dry runs and audit records, which would otherwise show a false the target
+    # may not mean.
+    allow_private: bool | None = None
 
     @field_validator("blocks")
     @classmethod
@@ -79,7 +81,7 @@ async def run(ctx: StepContext, params: SlackParams) -> dict[str, Any]:
         url, allow_private = target.url, target.allow_private
     else:
         assert params.url is not None
-        url, allow_private = params.url, params.allow_private
+        url, allow_private = params.url, bool(params.allow_private)
     payload: dict[str, Any] = {}
     if params.text is not None:
         payload["text"] = cut(params.text)

@@ -116,6 +116,8 @@ def test_steps_as_they_would_run(tmp_path: Path) -> None:
     assert slack.description is not None and "ops" in slack.description
     assert "result of steps.saved.path" in slack.description
     assert slack.error is None and slack.note is None and slack.condition is None
+    # The target decides allow_private: the step's params do not claim a value for it.
+    assert slack.params is not None and "allow_private" not in slack.params
 
 
 def test_if_outcomes_and_errors_per_step(tmp_path: Path) -> None:
