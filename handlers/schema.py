@@ -191,6 +191,7 @@ class Reader:
         """A compiled template, the string itself when it has no Jinja syntax, or None."""
         if source is None:
             return None
+        source = _template_source(node, source)
         if not is_template(source):
             return source
         try:
@@ -232,6 +233,13 @@ class Reader:
     ) -> None:
         for step_id, line in refs:
             self.step_refs.append(StepRef(template_line(node, line), step_id, index, rule, ids))
+
+
+def _template_source(node: Node, source: str) -> str:
+    """``source``, with any ``${NAME}`` value in it as literal text (never Jinja syntax)."""
+    if isinstance(node, Scalar) and node.template_text is not None and node.value == source:
+        return node.template_text
+    return source
 
 
 def template_line(node: Node, line: int) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
@@ -67,6 +67,9 @@ class Scalar:
     broken: bool = False
     # An unset ``${NAME}`` in it was replaced by ``<NAME>`` (a PlaceholderEnv, dry runs).
     placeholder: bool = False
+    # Where a ``${NAME}`` value has characters of Jinja syntax: the text for a template,
+    # with each such value as literal text, so that it can never become template source.
+    template_text: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -130,8 +133,11 @@ def resolve_plain(text: str) -> Any:
     return text
 
 
-def substitute(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Replace ``${NAME}`` with ``env[NAME]`` and ``$${`` with ``${``; return the mistakes."""
+def substitute(
+    text: str, env: Mapping[str, str], quote: Callable[[str], str] | None = None
+) -> tuple[str, list[str]]:
+    """Replace ``${NAME}`` with ``env[NAME]`` (passed through ``quote`` when given) and
+    ``$${`` with ``${``; return the mistakes."""
     errors: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
@@ -146,9 +152,23 @@ def substitute(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
         if name not in env:
             errors.append(f"environment variable {name} is not set")
             return whole
-        return env[name]
+        return env[name] if quote is None else quote(env[name])
 
     return _REFERENCE.sub(replace, text), errors
+
+
+_JINJA_CHARS = frozenset("{}%#")
+
+
+def jinja_literal(value: str) -> str:
+    """``value`` as template source that renders exactly ``value`` (raw text when it can
+    be; else a string literal of escapes, which Jinja reads back character for character)."""
+    if not _JINJA_CHARS.intersection(value):
+        return value
+    if "endraw" not in value:
+        return "{% raw %}" + value + "{% endraw %}"
+    escaped = "".join(f"\\U{ord(c):08x}" for c in value)
+    return '{{ "' + escaped + '" }}'
 
 
 class PlaceholderEnv(Mapping[str, str]):
@@ -301,16 +321,22 @@ class _Composer:
         plain = event.style is None and tag is None
         text = str(event.value)
         broken = placeholder = False
+        template_text: str | None = None
         if "${" in text:
             if isinstance(self.env, PlaceholderEnv):
                 names = (m.group(1) for m in _REFERENCE.finditer(text) if m.group(1))
                 placeholder = any(self.env.is_placeholder(name) for name in names)
-            text, errors = substitute(text, self.env)
+            source = text
+            text, errors = substitute(source, self.env)
             for message in errors:
                 self.error(line, message)
             broken = bool(errors)
+            if not broken:
+                quoted, _ = substitute(source, self.env, jinja_literal)
+                template_text = quoted if quoted != text else None
         node = Scalar(text, text, line, plain=plain, block=event.style == "|", broken=broken)
         node.placeholder = placeholder
+        node.template_text = template_text
         if plain:
             node.value = resolve_plain(text)
         elif tag is not None and tag != "!":

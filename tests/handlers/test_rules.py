@@ -1022,3 +1022,31 @@ def test_ids_never_become_numbers(tmp_path: Path) -> None:
     assert rule.throttle is not None and rule.throttle.render_key(context(vps())) == "0123"
     http = rule.steps[0].render(context(vps())).model_dump()
     assert (http["target"], http["body"], http["headers"]) == ("0042", "1e3", {"X-Id": "0x1F"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{ event.data.secret }}",
+        "{% if true %}x{% endif %}",
+        "{# note #}{{ 7 * 7 }}",
+        "{% endraw %}{{ event.data.secret }}",
+        'quote " and \\ backslash {{ 1 }} é 😀',
+        "a}b{c%d#e",
+    ],
+)
+def test_environment_values_are_never_template_source(tmp_path: Path, value: str) -> None:
+    """A ``${NAME}`` value is text in a template, whatever Jinja syntax it holds."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\nrules:\n  - name: r\n    on: vps.created\n    steps:\n"
+        '      - log: {message: "${V} for {{ event.data.id }}"}\n'
+        '      - log: {message: "${V}"}\n'
+        '      - api: {path: "/vps/{{ event.data.id }}", json: {note: "${V}"}}\n'
+    )
+    rules = load_rules(path, env={"V": value})
+    context = {"event": {"data": {"id": "vps_1", "secret": "s3cret"}}}
+    mixed, alone, api = (step.render(context) for step in rules.rules[0].steps)
+    assert mixed.message == f"{value} for vps_1"  # type: ignore[attr-defined]
+    assert alone.message == value  # type: ignore[attr-defined]
+    assert api.json_ == {"note": value}  # type: ignore[attr-defined]
