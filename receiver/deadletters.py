@@ -1,6 +1,9 @@
 """The dead-letter list: rule runs that failed for good, with their error, kept in Redis.
 
-A hash holds the records (JSON) by id; a sorted set orders them by time of failure.
+A hash holds the records (JSON) by id; a sorted set orders them by time of failure. A run
+(an event and a rule) has at most one dead letter: a newer failure of the same run (after a
+replay, say) replaces the older one, so retrying every dead letter never runs a rule twice
+for one event. A third hash maps each run to its dead letter.
 """
 
 from __future__ import annotations
@@ -17,6 +20,32 @@ from receiver.keys import Keys
 
 Records = list[dict[str, Any]]
 
+# KEYS: records, index, runs. ARGV: id, JSON record, time ms, run.
+# Returns the id of the dead letter it replaced, or false.
+_ADD = """
+local old = redis.call('HGET', KEYS[3], ARGV[4])
+if old and old ~= ARGV[1] then
+  redis.call('HDEL', KEYS[1], old)
+  redis.call('ZREM', KEYS[2], old)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+return old or false
+"""
+# KEYS: records, index, runs. ARGV: id, run. Returns 1 when the dead letter was there.
+_REMOVE = """
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
+return removed
+"""
+
+
+def run_key(event_id: str, rule: str | None) -> str:
+    """The run a dead letter is about: ``<event id> <rule>`` (``*``: the event's start)."""
+    return f"{event_id} {rule or '*'}"
+
 
 class DeadLetters:
     """Add, list, read and remove dead letters."""
@@ -24,16 +53,21 @@ class DeadLetters:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._add = redis.register_script(_ADD)
+        self._remove = redis.register_script(_REMOVE)
+
+    @property
+    def _keys(self) -> list[str]:
+        return [self.keys.deadletters, self.keys.deadletter_index, self.keys.deadletter_runs]
 
     async def add(self, record: dict[str, Any]) -> str:
-        """Store ``record`` (event, rule, failed step, error, attempts); return its id."""
+        """Store ``record`` (event, rule, failed step, error, attempts) in place of the
+        run's earlier dead letter, if any; return its id."""
         now_ms = int(time.time() * 1000)
         dl_id = "dl_" + new_event_id(now_ms)[4:]
         doc = {"id": dl_id, "failed_at_ms": now_ms, **record}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.deadletters, dl_id, json.dumps(doc, default=str))
-            pipe.zadd(self.keys.deadletter_index, {dl_id: now_ms})
-            await pipe.execute()
+        run = run_key(str(record["event_id"]), record.get("rule"))
+        await self._add(keys=self._keys, args=[dl_id, json.dumps(doc, default=str), now_ms, run])
         return dl_id
 
     async def list(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -79,17 +113,28 @@ class DeadLetters:
 
     async def remove(self, dl_id: str) -> bool:
         """Delete one dead letter; False when there was none with that id."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.keys.deadletters, dl_id)
-            pipe.zrem(self.keys.deadletter_index, dl_id)
-            removed, _ = await pipe.execute()
-        return bool(removed)
+        record = await self.get(dl_id)
+        if record is None:
+            return False
+        run = run_key(str(record.get("event_id")), record.get("rule"))
+        return bool(await self._remove(keys=self._keys, args=[dl_id, run]))
+
+    async def of_event(self, event_id: str) -> tuple[str, ...]:
+        """The ids of the event's dead letters (one per rule that failed for good)."""
+        return tuple(
+            [
+                dl_id.decode() if isinstance(dl_id, bytes) else str(dl_id)
+                async for _, dl_id in self.redis.hscan_iter(
+                    self.keys.deadletter_runs, match=f"{event_id} *", count=1000
+                )
+            ]
+        )
 
     async def purge(self) -> int:
         """Delete every dead letter; return how many there were."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hlen(self.keys.deadletters)
-            pipe.delete(self.keys.deadletters, self.keys.deadletter_index)
+            pipe.delete(*self._keys)
             count, _ = await pipe.execute()
         return int(count)
 

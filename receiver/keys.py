@@ -37,6 +37,11 @@ class Keys:
         """Sorted set of dead-letter ids by time of failure."""
         return f"{self.ns}:deadletters:index"
 
+    @property
+    def deadletter_runs(self) -> str:
+        """Hash ``<event id> <rule>`` -> the id of that run's dead letter (one per run)."""
+        return f"{self.ns}:deadletters:runs"
+
     def dedup(self, digest: str) -> str:
         """Marks a delivery (by digest of its canonical JSON) as seen; value: event id."""
         return f"{self.ns}:dedup:{digest}"

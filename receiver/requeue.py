@@ -127,7 +127,9 @@ class Requeue:
 
     async def replay(self, event_id: str) -> Queued:
         """Run the event's rules again, as if it had just arrived (staleness aside). Its
-        earlier runs stay in the audit stream; the event's status follows the replay.
+        earlier runs stay in the audit stream; the event's status follows the replay. Its
+        dead letters go: the replay runs their rules again (and a rule that fails again
+        leaves a new one), so a later retry of every dead letter cannot repeat them.
 
         Raises ``NotFound`` when the event is not kept any more (or never was).
         """
@@ -135,9 +137,14 @@ class Requeue:
         if found is None:
             raise NotFound("event", event_id)
         raw, received_ms = found
+        # Read before the replay is queued: a failure of the replay itself (which may come
+        # at once) leaves a new dead letter that must stay.
+        earlier = await self.deadletters.of_event(event_id)
         queued = await self._replay(event_id, raw, received_ms)
         if queued is None:  # cannot happen without a dead letter; keeps the types honest
             raise NotFound("event", event_id)
+        for dl_id in earlier:
+            await self.deadletters.remove(dl_id)
         return queued
 
     async def retry(self, deadletter_id: str) -> Queued:

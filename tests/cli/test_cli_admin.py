@@ -129,7 +129,8 @@ def test_replay(redis_url: str) -> None:
 def test_dlq_list_retry_purge(redis_url: str) -> None:
     env = env_for(redis_url)
     event_id = ingest(redis_url, "vps.created", id="vps_1")
-    ids = [dead_letter(redis_url, event_id) for _ in range(4)]
+    # One dead letter per run (event and rule): four rules of the event.
+    ids = [dead_letter(redis_url, event_id, rule) for rule in ("notify", "page", "a", "b")]
     result = tashooks("dlq", "list", env=env)
     assert result.returncode == 0, result.stderr
     assert sorted(d["id"] for d in lines(result.stdout)) == sorted(ids)
@@ -153,6 +154,8 @@ def test_dlq_list_retry_purge(redis_url: str) -> None:
     assert tashooks("dlq", "list", env=env).stdout == ""
 
     dead_letter(redis_url, event_id)
+    newer = dead_letter(redis_url, event_id)  # the same run failed again: replaces it
+    assert [d["id"] for d in lines(tashooks("dlq", "list", env=env).stdout)] == [newer]
     result = tashooks("dlq", "purge", "--yes", env=env)
     assert result.returncode == 0 and "deleted 1 dead letter(s)" in result.stdout
     assert tashooks("dlq", "purge", env=env).stdout.strip() == "no dead letters"

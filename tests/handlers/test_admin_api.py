@@ -113,6 +113,28 @@ async def test_deadletter_retry_completes_the_run_after_the_cause_is_fixed(
     await api(stack, "POST", f"/deadletters/{dead['id']}/retry", 404)
 
 
+async def test_a_replay_supersedes_the_events_dead_letters(make_stack: StackFactory) -> None:
+    """One dead letter per run: a replay that fails again replaces it, one that succeeds
+    removes it, so retrying every dead letter never runs a rule twice for one event."""
+    stack = await make_stack(RULES, admin_token=TOKEN)
+    stack.slack.fail(SLACK_PATH, status=404, count=None)
+    event_id = await stack.send("vps.deleted", id="vps_9")
+    await stack.wait_runs(event_id)
+    [first] = (await api(stack, "GET", "/deadletters"))["data"]
+
+    await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    assert [r["status"] for r in await stack.wait_runs(event_id, 2)] == ["failed", "failed"]
+    [second] = (await api(stack, "GET", "/deadletters"))["data"]  # still one, the newer
+    assert second["id"] != first["id"] and second["event_id"] == event_id
+    await api(stack, "POST", f"/deadletters/{first['id']}/retry", 404)
+
+    stack.slack.state.clear_failures()
+    await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    assert (await stack.wait_runs(event_id, 3))[-1]["status"] == "ok"
+    assert (await api(stack, "GET", "/deadletters"))["data"] == []
+    assert [m.text for m in await stack.slack.wait_for_messages(1)] == ["vps_9 vps.deleted"]
+
+
 async def test_deadletter_delete(make_stack: StackFactory) -> None:
     stack = await make_stack(RULES, admin_token=TOKEN)
     stack.slack.fail(SLACK_PATH, "channel_is_archived", count=None)

@@ -211,8 +211,9 @@ async def test_deadletters_list_retry_delete(admin: Client, redis: aioredis.Redi
     await finish(redis, event_id, notify="failed")
     store = DeadLetters(redis, KEYS)
     raw = json.loads(make_body("vps.created", id="vps_1"))
+    # One dead letter per run (event and rule): five rules of the event failed.
     dl_ids = [
-        await store.add({"event_id": event_id, "event": raw, "rule": "notify", "error": f"e{n}"})
+        await store.add({"event_id": event_id, "event": raw, "rule": f"rule{n}", "error": "e"})
         for n in range(5)
     ]
     # Newest first (ids made in the same millisecond in id order), in pages.
@@ -227,13 +228,14 @@ async def test_deadletters_list_retry_delete(admin: Client, redis: aioredis.Redi
     paged = [d["id"] for p in (page, page2, page3) for d in p["data"]]
     assert paged == everything and page3["next_cursor"] is None
     dl_ids = everything[::-1]  # oldest first
+    rule = {d["id"]: d["rule"] for d in listed}[dl_ids[0]]
 
     resp = await admin.post(f"/deadletters/{dl_ids[0]}/retry", headers=AUTH)
     assert resp.status == 202
-    job_id = f"{event_id}:notify:retry:1"
+    job_id = f"{event_id}:{rule}:retry:1"
     assert (await resp.json())["job_id"] == job_id
     job = json.loads(await redis.get(KEYS.job(job_id)))
-    assert job["f"] == "run_rule" and job["a"][1:] == ["notify", {}]
+    assert job["f"] == "run_rule" and job["a"][1:] == [rule, {}]
     assert job["a"][0]["id"] == event_id and job["a"][0]["event"] == raw
     assert await redis.zscore(KEYS.queue, job_id) is not None
     assert await store.get(dl_ids[0]) is None
