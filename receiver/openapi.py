@@ -200,7 +200,7 @@ def _paths() -> dict[str, Any]:
                     "401": _error("signature missing or wrong"),
                     "413": _error("body too large"),
                     "422": _error("not a valid event"),
-                    "503": _error("Redis unavailable: not stored"),
+                    "503": _error("Redis did not confirm the delivery: not acknowledged; retry"),
                 },
             }
         },

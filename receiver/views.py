@@ -123,7 +123,8 @@ async def post_webhook(request: web.Request) -> web.Response:
         return responses.error(
             503,
             "unavailable",
-            "storage is unavailable; the delivery was not stored, retry later",
+            "storage did not confirm the delivery (Redis unreachable or too slow); retry "
+            "later: if it was stored after all, the retry is answered as a duplicate",
             headers={"Retry-After": RETRY_AFTER_S},
         )
     logctx.event_id.set(stored.id)

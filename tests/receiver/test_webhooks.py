@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -169,6 +170,43 @@ async def test_redis_unreachable_is_503_and_nothing_acknowledged(
         server.start()
         resp = await client.post("/webhooks", data=body, headers=signed(body))
         assert resp.status == 202  # not a duplicate: the 503 stored nothing
+    finally:
+        server.close()
+
+
+async def test_a_hung_redis_is_503_and_the_redelivery_finds_what_it_stored(
+    aiohttp_client: Callable[[Any], Awaitable[Client]], tmp_path: Any
+) -> None:
+    """Redis frozen (SIGSTOP) past the write timeout: 503, which says the delivery may have
+    been stored (Redis may still run the script it had read when it resumes); either way
+    the redelivery stores it exactly once: 202 if it was not, 200 duplicate if it was."""
+    server = RedisProcess(port=free_port()).start()
+    try:
+        settings = load_settings(redis_url=server.url, webhook_secret=SECRET, data_dir=tmp_path)
+        client = await aiohttp_client(create_app(settings))
+        assert (await client.get("/readyz")).status == 200
+        assert server.proc is not None
+        body = make_body(id="vps_hung")
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            resp = await client.post("/webhooks", data=body, headers=signed(body))
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert resp.status == 503
+        message = (await resp.json())["error"]["message"]
+        assert "retry" in message and "duplicate" in message
+        for _ in range(50):  # the connection was dropped; the app reconnects
+            resp = await client.post("/webhooks", data=body, headers=signed(body))
+            if resp.status != 503:
+                break
+            await asyncio.sleep(0.1)
+        answer = await resp.json()
+        assert (resp.status, answer["status"]) in {(202, "accepted"), (200, "duplicate")}
+        check = aioredis.Redis.from_url(server.url)
+        try:
+            assert await queued_ids(check) == [answer["id"]]  # stored once
+        finally:
+            await check.aclose()
     finally:
         server.close()
 
