@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -161,13 +162,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tashooks.demo import run_demo
 
-    return asyncio.run(
-        run_demo(
+    terminated = False
+
+    async def main() -> int:
+        # SIGTERM, like Ctrl-C, cancels the demo: its cleanup (keys, redis-server) runs.
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        return await run_demo(
             rules=Path(args.rules) if args.rules else None,
             timeout=args.timeout,
             verbose=args.verbose,
         )
-    )
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            "tashooks demo: interrupted; what it started is stopped and its keys are deleted",
+            file=sys.stderr,
+        )
+        return 143 if terminated else 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,7 +59,8 @@ async def _redis(url: str) -> AsyncIterator[str]:
         yield url
         return
     step(f"no Redis answers at {url}: starting a throwaway redis-server")
-    server = await asyncio.to_thread(RedisProcess(appendfsync="everysec").start)
+    # Started from this (the main) thread, so that it dies with the demo even on kill -9.
+    server = RedisProcess(appendfsync="everysec", die_with_parent=True).start()
     try:
         yield server.url
     finally:

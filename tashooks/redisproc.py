@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child, between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -36,6 +46,7 @@ class RedisProcess:
         directory: Path | None = None,
         appendonly: bool = True,
         appendfsync: str = "always",
+        die_with_parent: bool = False,
     ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
@@ -52,6 +63,8 @@ class RedisProcess:
         self.directory = directory
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        # Linux: the server is killed when the thread that started it ends (even by kill -9).
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,7 +94,11 @@ class RedisProcess:
             str(self.directory / "redis.log"),
         ]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own redis-server
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

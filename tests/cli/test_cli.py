@@ -64,6 +64,82 @@ def test_demo_starts_its_own_redis_when_none_answers(tmp_path: Path) -> None:
     assert "starting a throwaway redis-server" in result.stdout
 
 
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+        except (FileNotFoundError, IndexError):
+            return True
+        if state == "Z":  # exited, waiting for its reaper
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_demo(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """A demo with its own redis-server, stopped once that server is up; its server's pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tashooks.cli", "demo"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "starting a throwaway redis-server" in line:
+            break
+    deadline = time.monotonic() + 10
+    while not (children := _children(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [server] = [c for c in children if "redis-server" in Path(f"/proc/{c}/cmdline").read_text()]
+    return proc, server
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_demo_leaves_no_redis_server_behind(tmp_path: Path, how: signal.Signals) -> None:
+    env = {"TASHOOKS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    proc, server = _start_demo({**env, "TASHOOKS_DATA_DIR": str(tmp_path)})
+    proc.send_signal(how)
+    _, stderr = proc.communicate(timeout=30)
+    if how == signal.SIGTERM:  # cleaned up and said so; no traceback
+        assert proc.returncode == 143, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+    assert _gone(server), "the demo's redis-server outlived it"
+
+
+def test_a_terminated_demo_deletes_its_keys(redis_url: str, tmp_path: Path) -> None:
+    import redis
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tashooks.cli", "demo"],
+        cwd=ROOT,
+        env={**os.environ, "TASHOOKS_REDIS_URL": redis_url, "TASHOOKS_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for _line in proc.stdout:  # its namespace has keys once the simulator runs
+            if [k for k in client.scan_iter("tashooks-demo-*")]:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode in (0, 143), stderr  # 0: it had just finished
+        assert [k for k in client.scan_iter("tashooks-demo-*")] == []
+    finally:
+        client.close()
+
+
 def test_check_accepts_the_example_rules() -> None:
     env = {
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
