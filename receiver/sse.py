@@ -12,6 +12,7 @@ of the shared pool), closed when the client goes away or the app shuts down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -31,6 +32,8 @@ logger = logging.getLogger("tashooks.admin")
 HEARTBEAT_S = 15.0
 # Longest single blocking read: how soon a gone client or a shutdown is noticed.
 POLL_S = 1.0
+# Between two tries while Redis does not answer.
+RETRY_S = 1.0
 
 
 def format_event(record: dict[str, Any]) -> bytes:
@@ -47,15 +50,35 @@ def _gone(request: web.Request) -> bool:
 async def _pump(request: web.Request, response: web.StreamResponse, tail: Tail) -> None:
     closing = request.app[CLOSING]
     last_write = time.monotonic()
+    down = False  # Redis did not answer the last read
     while not closing.is_set() and not _gone(request):
         wait_s = min(POLL_S, max(0.0, HEARTBEAT_S - (time.monotonic() - last_write)))
         try:
             records = await tail.read(block_ms=max(1, int(wait_s * 1000)))
         except (RedisError, OSError) as exc:
-            # The client reconnects with Last-Event-ID and loses nothing.
-            logger.warning("event stream ended: Redis unavailable: %s", exc)
-            return
+            # The stream stays open and says so; it goes on from its last record (nothing
+            # lost) when Redis is back.
+            if not down:
+                logger.warning("event stream: Redis unavailable, retrying: %s", exc)
+            try:
+                if not down:
+                    await response.write(
+                        b": Redis is unavailable; the stream waits for it and goes on where "
+                        b"it left off\n\n"
+                    )
+                    last_write = time.monotonic()
+                elif time.monotonic() - last_write >= HEARTBEAT_S:
+                    await response.write(b": heartbeat\n\n")
+                    last_write = time.monotonic()
+            except ConnectionResetError:
+                return
+            down = True
+            await asyncio.sleep(RETRY_S)
+            continue
         try:
+            if down:
+                down = False
+                await response.write(b": Redis is back\n\n")
             for record in records:
                 await response.write(format_event(record))
             if records:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -34,6 +35,8 @@ from receiver.tail import Tail
 EXIT_USAGE = 2
 # Longest wait of one read: how soon Ctrl-C is noticed (and below the 5 s socket timeout).
 FOLLOW_BLOCK_MS = 500
+# Between two tries while Redis does not answer (--follow).
+FOLLOW_RETRY_S = 2.0
 MAX_SEQ = 2**64 - 1
 
 
@@ -140,8 +143,28 @@ async def _follow(settings: Settings, args: argparse.Namespace) -> int:
                 resource=args.resource,
             )
             await tail.start()
+            down = False  # Redis did not answer the last read
             while not stop.is_set():
-                for record in await tail.read(block_ms=FOLLOW_BLOCK_MS):
+                try:
+                    records = await tail.read(block_ms=FOLLOW_BLOCK_MS)
+                except (RedisError, OSError) as exc:
+                    if isinstance(exc, BrokenPipeError):
+                        raise
+                    if not down:  # once per outage; it goes on from its last record
+                        print(
+                            f"tashooks events: Redis is unavailable ({exc}); retrying every "
+                            f"{FOLLOW_RETRY_S:g} s, Ctrl-C stops",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    down = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), FOLLOW_RETRY_S)
+                    continue
+                if down:
+                    down = False
+                    print("tashooks events: Redis is back", file=sys.stderr, flush=True)
+                for record in records:
                     _emit(record)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,7 +18,7 @@ from receiver.deadletters import DeadLetters
 from receiver.events import parse_event
 from receiver.ingest import Ingestor
 from receiver.keys import Keys
-from tashooks.redisproc import free_port
+from tashooks.redisproc import RedisProcess, free_port
 from tests.cli.test_cli import ROOT, tashooks
 from tests.receiver.conftest import make_body
 
@@ -102,6 +102,34 @@ def test_events_follow_tails_until_ctrl_c(redis_url: str) -> None:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
+
+
+def test_events_follow_rides_out_a_redis_restart() -> None:
+    server = RedisProcess(port=free_port()).start()  # AOF always: the records survive
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tashooks.cli", "events", "--follow", "--since", "1m"],
+        cwd=ROOT,
+        env={**os.environ, **env_for(server.url)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = ingest(server.url, "vps.created", id="vps_1")
+        assert json.loads(proc.stdout.readline())["id"] == first
+        server.stop()
+        assert "Redis is unavailable" in proc.stderr.readline()
+        assert proc.poll() is None  # still following
+        server.start()
+        second = ingest(server.url, "vps.deleted", id="vps_1")
+        assert json.loads(proc.stdout.readline())["id"] == second  # nothing repeated
+        assert "Redis is back" in proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        server.close()
+    assert proc.returncode == 0
 
 
 def test_follow_refuses_status(redis_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from receiver import sse
-from tests.receiver.conftest import AUTH, Client
+from receiver.app import create_app
+from receiver.settings import load_settings
+from tashooks.redisproc import RedisProcess, free_port
+from tests.receiver.conftest import ADMIN_TOKEN as TOKEN
+from tests.receiver.conftest import AUTH, SECRET, Client
 from tests.receiver.test_admin import deliver
 
 
@@ -135,3 +140,28 @@ async def test_last_event_id_ahead_of_the_stream_follows_from_now(admin: Client)
     later = await deliver(admin, "vps.created", id="vps_after")
     assert (await next_event(resp))["data"]["id"] == later
     resp.close()
+
+
+async def test_stream_rides_out_a_redis_restart(
+    aiohttp_client: Callable[[Any], Awaitable[Client]], tmp_path: Any
+) -> None:
+    """Redis goes away under a live stream: it says so, stays open, and goes on from its
+    last record when Redis is back."""
+    server = RedisProcess(port=free_port()).start()
+    try:
+        settings = load_settings(
+            redis_url=server.url, webhook_secret=SECRET, data_dir=tmp_path, admin_token=TOKEN
+        )
+        client = await aiohttp_client(create_app(settings))
+        resp = await open_stream(client)
+        first = await deliver(client, "vps.created", id="vps_1")
+        assert (await next_event(resp))["data"]["id"] == first
+        server.stop()
+        assert "Redis is unavailable" in await next_comment(resp, max_wait=10)
+        server.start()
+        assert await next_comment(resp, max_wait=10) == ": Redis is back"
+        second = await deliver(client, "vps.deleted", id="vps_1")
+        assert (await next_event(resp))["data"]["id"] == second
+        resp.close()
+    finally:
+        server.close()
