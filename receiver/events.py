@@ -108,6 +108,10 @@ def parse_event(body: bytes) -> Event:
     except RecursionError:
         raise EventInvalid("body", "body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
+        if "integer string conversion" in str(exc):  # Python's limit, not the sender's fix
+            raise EventInvalid(
+                "body", "body has an integer of more than 4300 digits; send it as a string"
+            ) from exc
         raise EventInvalid("body", f"body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise EventInvalid("body", "body must be a JSON object")

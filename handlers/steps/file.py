@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,22 @@ class FileParams(Params):
     path: str
     content: str
     mode: str = "0600"
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        # What the rules file writes before any template: a path that starts outside
+        # DATA_DIR or walks up from it fails every time, so ``check`` says so now.
+        literal = re.split(r"\{\{|\{%", value, maxsplit=1)[0]
+        if literal.startswith(("/", "~")):
+            raise ValueError(
+                f"path {value!r} is absolute; file paths are relative to DATA_DIR, e.g. "
+                '"kubeconfigs/{{ event.data.id }}.yaml"'
+            )
+        segments = literal.split("/")
+        if ".." in (segments if literal == value else segments[:-1]):
+            raise ValueError(f"path {value!r} walks up out of DATA_DIR ('..'); drop the '..'")
+        return value
 
     @field_validator("mode")
     @classmethod

@@ -661,6 +661,27 @@ INLINE_MISTAKES = [
 ]
 
 
+def test_file_paths_that_always_leave_data_dir_are_refused(tmp_path: Path) -> None:
+    steps = (
+        '[{file: {path: /etc/passwd, content: x}}, {file: {path: "a/../../x", content: x}}, '
+        '{file: {path: "~/x", content: x}}, {file: {path: "../{{ event.data.id }}", content: x}},'
+        ' {file: {path: "out/{{ event.data.id }}..x", content: x}},'
+        ' {file: {path: "..{{ event.data.id }}", content: x}}]'
+    )
+    problems = problems_of(
+        tmp_path, f"version: 1\nrules:\n  - {{name: r, on: vps.created, steps: {steps}}}\n", env={}
+    )
+    assert problems == [
+        "3: file parameter 'path': path '/etc/passwd' is absolute; file paths are relative to "
+        'DATA_DIR, e.g. "kubeconfigs/{{ event.data.id }}.yaml"',
+        "3: file parameter 'path': path 'a/../../x' walks up out of DATA_DIR ('..'); drop the '..'",
+        "3: file parameter 'path': path '~/x' is absolute; file paths are relative to DATA_DIR, "
+        'e.g. "kubeconfigs/{{ event.data.id }}.yaml"',
+        "3: file parameter 'path': path '../{{ event.data.id }}' walks up out of DATA_DIR "
+        "('..'); drop the '..'",
+    ]
+
+
 @pytest.mark.parametrize(("body", "expected"), INLINE_MISTAKES)
 def test_inline_mistake(tmp_path: Path, body: str, expected: list[str]) -> None:
     assert problems_of(tmp_path, "version: 1\n" + body, env={}) == expected

@@ -246,9 +246,12 @@ async def test_file_paths_stay_inside_data_dir(make_stack: StackFactory) -> None
           - name: escape
             on: x.escape
             steps:
-              - file: {path: "../escape.txt", content: "pwned"}
+              - file: {path: "link/escape.txt", content: "pwned"}
     """)
     data = stack.settings.data_dir
+    outside = data.parent / "outside"
+    outside.mkdir()
+    (data / "link").symlink_to(outside)  # a symlink out of DATA_DIR is refused when it runs
     for name in ("../escape", "/etc/passwd", "a/../../escape", ".."):
         event_id = await stack.send("x.y", name=name)
         assert (await stack.wait_runs(event_id))[0]["status"] == "ok"
@@ -260,12 +263,12 @@ async def test_file_paths_stay_inside_data_dir(make_stack: StackFactory) -> None
         "..%2Fescape.txt",
         "a%2F..%2F..%2Fescape.txt",
     ]
-    assert [p.name for p in data.iterdir()] == ["out"]
+    assert sorted(p.name for p in data.iterdir()) == ["link", "out"]
     event_id = await stack.send("x.escape", n="1")
     assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
     [dead] = await stack.deadletters()
     assert "outside DATA_DIR" in dead["error"]
-    assert not (data.parent / "escape.txt").exists()
+    assert list(outside.iterdir()) == []
 
 
 async def test_template_errors_in_if_and_throttle_are_dead_lettered(

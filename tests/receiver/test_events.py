@@ -122,3 +122,13 @@ def test_bad_settings_name_the_variable(name: str, value: str) -> None:
         load_settings(**{name: value})
     assert str(info.value).startswith(f"TASHOOKS_{name.upper()}: ")
     assert "Value error" not in str(info.value)
+
+
+def test_a_huge_integer_is_refused_with_a_hint_for_the_sender() -> None:
+    body = b'{"event": "vps.created", "timestamp": "2024-01-15T10:30:00Z", "data": {"n": '
+    body += b"9" * 5000 + b"}}"
+    with pytest.raises(EventInvalid) as info:
+        parse_event(body)
+    assert info.value.field == "body"
+    assert "more than 4300 digits" in info.value.message
+    assert "sys." not in info.value.message
