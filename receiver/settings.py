@@ -137,6 +137,10 @@ def load_settings(**overrides: Any) -> Settings:
         var = f"{PREFIX}{name.upper()}_FILE"
         path = os.environ.get(var)
         if path and name not in overrides:
+            if os.environ.get(f"{PREFIX}{name.upper()}"):
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} and {var} are both set; set one of them"
+                )
             try:
                 values[name] = Path(path).read_text().strip()
             except OSError as exc:

@@ -10,6 +10,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 
 from aiohttp import web
 
@@ -50,6 +51,28 @@ def _buffered_body(request: web.Request, limit: int) -> bytes | None:
         return None
     body = request.content.read_nowait(-1)
     return None if len(body) > limit else body
+
+
+class _OutageLog:
+    """One ERROR line per ``every_s`` while Redis is away, with how many deliveries were
+    refused since the last one (an outage at thousands a second is not thousands of lines)."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last = -every_s
+        self.unlogged = 0
+
+    def log(self, error: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            self.unlogged += 1
+            return
+        more = f" (and {self.unlogged} more since the last report)" if self.unlogged else ""
+        logger.error("Redis unavailable, delivery not acknowledged: %s%s", error, more)
+        self.last, self.unlogged = now, 0
+
+
+_UNAVAILABLE = _OutageLog()
 
 
 def _rejected(request: web.Request, outcome: str, field: str = "") -> None:
@@ -119,7 +142,7 @@ async def post_webhook(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         metrics.delivery("unavailable")
         metrics.redis_errors.labels(component="receiver").inc()
-        logger.error("Redis unavailable, delivery not acknowledged: %s", exc)
+        _UNAVAILABLE.log(str(exc))
         return responses.error(
             503,
             "unavailable",

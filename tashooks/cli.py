@@ -123,9 +123,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     from tashooks.register import RegisterError, new_secret, register_webhook
 
     settings = _settings()
-    if settings.api_key is None:
+    if settings.api_key is None or not settings.api_key.get_secret_value().strip():
         print(
-            "tashooks register: set TASHOOKS_API_KEY (an API key of the account)", file=sys.stderr
+            "tashooks register: set TASHOOKS_API_KEY (an API key of the account); it is "
+            + ("empty" if settings.api_key is not None else "not set"),
+            file=sys.stderr,
         )
         return EXIT_USAGE
     events = [e for item in args.events for e in item.split(",") if e] or None

@@ -21,6 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from handlers.redact import redact_url
 from receiver.auditlog import AuditLog
 from receiver.connection import connect
 from receiver.deadletters import DeadLetters
@@ -35,6 +36,8 @@ from receiver.tail import Tail
 EXIT_USAGE = 2
 # Longest wait of one read: how soon Ctrl-C is noticed (and below the 5 s socket timeout).
 FOLLOW_BLOCK_MS = 500
+# Events listed when --limit is not given.
+DEFAULT_LIMIT = 50
 # Between two tries while Redis does not answer (--follow).
 FOLLOW_RETRY_S = 2.0
 MAX_SEQ = 2**64 - 1
@@ -81,8 +84,8 @@ def _run(name: str, body: Callable[[Settings], Coroutine[Any, Any, int]]) -> int
         if isinstance(exc, BrokenPipeError):
             return 0
         print(
-            f"tashooks {name}: Redis at {settings.redis_url} is unreachable ({exc}); check that "
-            "it runs and TASHOOKS_REDIS_URL",
+            f"tashooks {name}: Redis at {redact_url(settings.redis_url)} is unreachable ({exc}); "
+            "check that it runs and TASHOOKS_REDIS_URL",
             file=sys.stderr,
         )
         return 1
@@ -175,8 +178,8 @@ async def _follow(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     """``tashooks events``: list events (newest first) or follow the audit stream."""
     if args.follow:
-        for option in ("status", "until"):
-            if getattr(args, option):
+        for option in ("status", "until", "limit"):
+            if getattr(args, option) is not None:
                 print(
                     f"tashooks events: --{option} cannot be used with --follow, which shows "
                     "audit records as they happen; drop one of them",
@@ -184,6 +187,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 )
                 return EXIT_USAGE
         return _run("events", lambda s: _follow(s, args))
+    if args.limit is None:
+        args.limit = DEFAULT_LIMIT
     if args.limit < 1:
         print("tashooks events: --limit must be at least 1", file=sys.stderr)
         return EXIT_USAGE
@@ -281,6 +286,9 @@ async def _dlq_purge(settings: Settings, yes: bool) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     """``tashooks dlq list|retry|purge``."""
     if args.action == "list":
+        if args.limit is not None and args.limit < 1:
+            print("tashooks dlq list: --limit must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
         return _run("dlq list", lambda s: _dlq_list(s, args.limit))
     if args.action == "retry":
         if (args.id is None) == (not args.all):
@@ -303,7 +311,7 @@ def add_admin_commands(sub: Any) -> None:
     )
     p.add_argument("--since", help="RFC 3339 time or a duration ago, e.g. 1h")
     p.add_argument("--until", help="RFC 3339 time or a duration ago")
-    p.add_argument("--limit", type=int, default=50, help="at most this many events (50)")
+    p.add_argument("--limit", type=int, help=f"at most this many events ({DEFAULT_LIMIT})")
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("replay", help="run an event's rules again")

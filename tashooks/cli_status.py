@@ -12,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from handlers.redact import redact_url
 from receiver.keys import Keys
 from receiver.settings import SettingsError, load_settings
 
@@ -79,8 +80,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         status = asyncio.run(collect(settings.redis_url, Keys(settings.namespace)))
     except (RedisError, OSError) as exc:
+        url = redact_url(settings.redis_url)
+        if args.json:  # still one JSON object, for scripts and monitoring
+            print(json.dumps({"redis": {"ok": False, "url": url, "error": str(exc)}}))
         print(
-            f"tashooks status: Redis at {settings.redis_url} does not answer ({exc}); "
+            f"tashooks status: Redis at {url} does not answer ({exc}); "
             "check that it runs and TASHOOKS_REDIS_URL",
             file=sys.stderr,
         )

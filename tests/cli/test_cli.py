@@ -276,3 +276,11 @@ async def test_register_creates_the_webhook_and_prints_the_secret_once() -> None
         assert bad.returncode == 1 and "401" in bad.stderr and secret not in bad.stderr
     finally:
         await sim.close()
+
+
+def test_register_with_an_empty_api_key_says_so() -> None:
+    result = tashooks(
+        "register", "--url", "https://hooks.example/webhooks", env={"TASHOOKS_API_KEY": ""}
+    )
+    assert result.returncode == 2
+    assert "TASHOOKS_API_KEY" in result.stderr and "empty" in result.stderr

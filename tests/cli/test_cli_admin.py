@@ -194,3 +194,21 @@ def test_unreachable_redis_says_what_to_check() -> None:
     result = tashooks("events", env=env)
     assert result.returncode == 1
     assert "is unreachable" in result.stderr and "TASHOOKS_REDIS_URL" in result.stderr
+
+
+def test_options_that_would_be_ignored_are_refused(redis_url: str) -> None:
+    env = env_for(redis_url)
+    result = tashooks("events", "--follow", "--limit", "5", env=env)
+    assert result.returncode == 2 and "--limit cannot be used with --follow" in result.stderr
+    result = tashooks("dlq", "list", "--limit", "0", env=env)
+    assert result.returncode == 2 and "--limit must be at least 1" in result.stderr
+
+
+def test_unreachable_redis_never_shows_its_password() -> None:
+    url = f"redis://:hunter2secret@127.0.0.1:{free_port()}/0"
+    for args in (("events",), ("status",), ("status", "--json")):
+        result = tashooks(*args, env={"TASHOOKS_REDIS_URL": url})
+        assert result.returncode == 1, args
+        assert "hunter2secret" not in result.stdout + result.stderr, args
+    # status --json still prints one JSON object a script can read.
+    assert json.loads(result.stdout)["redis"]["ok"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,18 @@ def test_a_huge_integer_is_refused_with_a_hint_for_the_sender() -> None:
     assert info.value.field == "body"
     assert "more than 4300 digits" in info.value.message
     assert "sys." not in info.value.message
+
+
+def test_a_secret_set_twice_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from receiver.settings import SettingsError, load_settings
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-the-file\n")
+    monkeypatch.setenv("TASHOOKS_WEBHOOK_SECRET_FILE", str(secret_file))
+    assert load_settings().require_webhook_secret() == [b"from-the-file"]
+    monkeypatch.setenv("TASHOOKS_WEBHOOK_SECRET", "from-the-variable")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "TASHOOKS_WEBHOOK_SECRET and TASHOOKS_WEBHOOK_SECRET_FILE are both set" in str(
+        info.value
+    )

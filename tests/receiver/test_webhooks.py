@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -316,3 +318,22 @@ def test_job_bytes_match_arqs_format() -> None:
     )
     assert json.loads(built) == json.loads(reference)
     assert deserialize_job_raw(built, deserializer=jobs.deserialize)[0] == "process_event"
+
+
+def test_an_outage_is_logged_once_per_period_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from receiver.views import _OutageLog
+
+    outage = _OutageLog(every_s=0.2)
+    with caplog.at_level(logging.ERROR, logger="tashooks.receiver"):
+        for _ in range(5):
+            outage.log("Connection refused")
+        time.sleep(0.25)
+        outage.log("Connection refused")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "Redis unavailable, delivery not acknowledged: Connection refused",
+        "Redis unavailable, delivery not acknowledged: Connection refused "
+        "(and 4 more since the last report)",
+    ]
