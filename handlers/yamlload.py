@@ -208,13 +208,24 @@ def parse(text: str, *, file: str, env: Mapping[str, str]) -> tuple[Node | None,
     try:
         node = composer.document(YAML(typ="rt").parse(StringIO(text)))
     except MarkedYAMLError as exc:
-        return None, [*composer.problems, _syntax_problem(file, exc)]
+        last_line = max(1, len(text.splitlines()))
+        return None, [*composer.problems, _syntax_problem(file, exc, last_line)]
     return node, composer.problems
 
 
-def _syntax_problem(file: str, exc: MarkedYAMLError) -> Problem:
+# Hints for the parser's terse messages, by the start of the message.
+_HINTS = {
+    "mapping values are not allowed": "check the indentation, and quote a value that holds ': '",
+    "could not find expected ':'": "check the indentation, or a key missing its ':'",
+    "found character that cannot start any token": "quote a value that starts with @ or `",
+    "found undefined alias": "define the &anchor before the *alias that uses it",
+}
+
+
+def _syntax_problem(file: str, exc: MarkedYAMLError, last_line: int) -> Problem:
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else 1
+    # The parser may point just past the end (an unclosed bracket): the last line.
+    line = min(mark.line + 1, last_line) if mark is not None else 1
     problem = exc.problem or "invalid YAML"
     if "'\\t'" in problem:
         return Problem(file, line, "tab character in indentation; YAML indents with spaces")
@@ -223,6 +234,9 @@ def _syntax_problem(file: str, exc: MarkedYAMLError) -> Problem:
         message += f" ({exc.context} started at line {exc.context_mark.line + 1})"
     elif exc.context:
         message += f" ({exc.context})"
+    hint = next((h for start, h in _HINTS.items() if problem.startswith(start)), None)
+    if hint:
+        message += f"; {hint}"
     return Problem(file, line, message)
 
 

@@ -682,6 +682,27 @@ def test_file_paths_that_always_leave_data_dir_are_refused(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nrules:\n  - name: r\n    on: vps.created\n     steps: x\n",
+            "5: YAML syntax error: mapping values are not allowed here; check the indentation, "
+            "and quote a value that holds ': '",
+        ),
+        (  # an unclosed bracket: the parser points past the end; the last line is named
+            "version: 1\nrules:\n  - name: r\n    steps:\n      - log: {message: hi\n",
+            "5: YAML syntax error: expected ',' or '}', but got '<stream end>' "
+            "(while parsing a flow mapping started at line 5)",
+        ),
+    ],
+)
+def test_yaml_syntax_errors_name_a_line_of_the_file_and_a_hint(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert problems_of(tmp_path, text, env={}) == [expected]
+
+
 @pytest.mark.parametrize(("body", "expected"), INLINE_MISTAKES)
 def test_inline_mistake(tmp_path: Path, body: str, expected: list[str]) -> None:
     assert problems_of(tmp_path, "version: 1\n" + body, env={}) == expected
