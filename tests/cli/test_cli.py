@@ -65,8 +65,13 @@ def test_demo_starts_its_own_redis_when_none_answers(tmp_path: Path) -> None:
 
 
 def _children(pid: int) -> list[int]:
-    tasks = Path(f"/proc/{pid}/task")
-    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:  # a thread may end between the listing and the read
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _gone(pid: int, timeout: float = 10) -> bool:
@@ -97,10 +102,19 @@ def _start_demo(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
         if "starting a throwaway redis-server" in line:
             break
     deadline = time.monotonic() + 10
-    while not (children := _children(proc.pid)) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # between fork and exec the child is still python
+        servers = [c for c in _children(proc.pid) if "redis-server" in _cmdline(c)]
+        if servers:
+            return proc, servers[0]
         time.sleep(0.02)
-    [server] = [c for c in children if "redis-server" in Path(f"/proc/{c}/cmdline").read_text()]
-    return proc, server
+    raise AssertionError("the demo started no redis-server")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
