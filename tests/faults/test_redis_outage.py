@@ -107,23 +107,28 @@ async def test_kill_9_redis_with_fsync_always(make_env: Callable[..., Awaitable[
                 env.redis_proc.kill()
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(env.redis_proc.start)
-            try:
-                resp = await env.post(client, event_body("tick", n=n))
-            except httpx.HTTPError:
+            body = event_body("tick", n=n)
+            for _ in range(200):  # as the platform does, a refused delivery is sent again
+                try:
+                    resp = await env.post(client, body)
+                except httpx.HTTPError:
+                    resp = None
+                if resp is not None and resp.status_code in (200, 202):
+                    # 200 duplicate: an earlier attempt was stored after all (Redis died
+                    # between its write and its answer); the id is that attempt's.
+                    accepted.append(resp.json()["id"])
+                    break
+                assert resp is None or resp.status_code == 503, resp.text
                 failures += 1
-                continue
-            if resp.status_code == 202:
-                accepted.append(resp.json()["id"])
+                await asyncio.sleep(0.05)
             else:
-                assert resp.status_code == 503, resp.text
-                failures += 1
+                raise AssertionError(f"delivery {n} was refused for 10 s after the restart")
 
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=10.0) as client:
         await asyncio.gather(*(sender(client, range(i, 2000, 8)) for i in range(8)))
     assert killed.is_set()
-    assert len(accepted) + failures == 2000
-    assert len(accepted) > 1500
+    assert len(set(accepted)) == len(accepted) == 2000  # each delivery once, none lost
     assert failures > 0  # the kill was felt: those deliveries were refused, not acknowledged
     # Every acknowledged delivery survived the kill: its job is queued.
     redis = env.redis()

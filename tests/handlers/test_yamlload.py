@@ -123,12 +123,15 @@ def test_document_mistakes() -> None:
 
 def test_syntax_errors() -> None:
     _, problems = load("a: 'open\n")
-    assert problems == [
-        "f.yaml:2: YAML syntax error: found unexpected end of stream "
+    assert problems == [  # the end of the stream is on the file's last line, not after it
+        "f.yaml:1: YAML syntax error: found unexpected end of stream "
         "(while scanning a quoted scalar started at line 1)"
     ]
     _, problems = load("a: 1\n b: 2\n")
-    assert problems == ["f.yaml:2: YAML syntax error: mapping values are not allowed here"]
+    assert problems == [
+        "f.yaml:2: YAML syntax error: mapping values are not allowed here; check the "
+        "indentation, and quote a value that holds ': '"
+    ]
 
 
 def test_substitute() -> None:
