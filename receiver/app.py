@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from receiver import views
+from receiver import responses, views
 from receiver.admin import add_admin_routes
 from receiver.auditlog import AuditLog
 from receiver.connection import connect
@@ -39,7 +39,9 @@ def create_app(settings: Settings) -> web.Application:
     """
     secrets = settings.require_webhook_secret()
     # Bodies are read by the view with its own limit; this only caps other requests.
-    app = web.Application(client_max_size=settings.max_body + 1)
+    app = web.Application(
+        client_max_size=settings.max_body + 1, middlewares=[responses.json_errors]
+    )
     app[SETTINGS] = settings
     app[SECRETS] = secrets
     app[METRICS] = ReceiverMetrics()
