@@ -24,19 +24,20 @@ from arq.jobs import serialize_job
 
 from receiver import jobs
 from receiver.auditlog import AuditLog
-from receiver.deadletters import DeadLetters
+from receiver.deadletters import DeadLetters, run_key
 from receiver.events import EventInvalid, parse_timestamp
 from receiver.exceptions import NotFound
 from receiver.keys import Keys
 from receiver.records import text
 
-# KEYS: job, queue, event hash, dead letters, dead-letter index
+# KEYS: job, queue, event hash, dead letters, dead-letter index, dead-letter runs
 # ARGV: job bytes, score ms, job ttl ms, job id, dead-letter id ('' for none),
-#       '1' to forget the event's earlier runs (a replay)
+#       '1' to forget the event's earlier runs (a replay), the dead letter's run
 _ENQUEUE = """
 if ARGV[5] ~= '' then
   if redis.call('HDEL', KEYS[4], ARGV[5]) == 0 then return 0 end
   redis.call('ZREM', KEYS[5], ARGV[5])
+  if redis.call('HGET', KEYS[6], ARGV[7]) == ARGV[5] then redis.call('HDEL', KEYS[6], ARGV[7]) end
 end
 if ARGV[6] == '1' then
   for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
@@ -93,6 +94,7 @@ class Requeue:
         event_id: str,
         *,
         deadletter: str = "",
+        run: str = "",
         forget_runs: bool = False,
     ) -> bool:
         now_ms = int(time.time() * 1000)
@@ -104,14 +106,25 @@ class Requeue:
                 self.keys.event(event_id),
                 self.keys.deadletters,
                 self.keys.deadletter_index,
+                self.keys.deadletter_runs,
             ],
-            args=[job, now_ms, self.window_ms, job_id, deadletter, "1" if forget_runs else "0"],
+            args=[
+                job,
+                now_ms,
+                self.window_ms,
+                job_id,
+                deadletter,
+                "1" if forget_runs else "0",
+                run,
+            ],
         )
         return bool(done)
 
     async def _replay(
         self, event_id: str, raw: dict[str, Any], received_ms: int, deadletter: str = ""
     ) -> Queued | None:
+        """Queue the event's rules again; with ``deadletter``, only if that dead letter (of
+        the event's start) is still there, and remove it."""
         n = await self._count(event_id, "replays")
         job_id = f"{event_id}:replay:{n}"
         payload = jobs.event_payload(event_id, raw, received_ms, _ts_ms(raw), replay=n)
@@ -121,6 +134,7 @@ class Requeue:
             (payload,),
             event_id,
             deadletter=deadletter,
+            run=run_key(event_id, None),
             forget_runs=True,
         )
         return Queued(job_id, event_id) if queued else None
@@ -165,7 +179,12 @@ class Requeue:
             job_id = f"{event_id}:{rule}:retry:{n}"
             payload = jobs.event_payload(event_id, raw, received_ms, _ts_ms(raw))
             done = await self._queue(
-                job_id, jobs.RUN_RULE, (payload, rule, {}), event_id, deadletter=deadletter_id
+                job_id,
+                jobs.RUN_RULE,
+                (payload, rule, {}),
+                event_id,
+                deadletter=deadletter_id,
+                run=run_key(event_id, rule),
             )
             queued = Queued(job_id, event_id) if done else None
         if queued is None:

@@ -246,6 +246,9 @@ async def test_deadletters_list_retry_delete(admin: Client, redis: aioredis.Redi
     assert (await admin.delete(f"/deadletters/{dl_ids[1]}", headers=AUTH)).status == 204
     assert (await admin.delete(f"/deadletters/{dl_ids[1]}", headers=AUTH)).status == 404
     assert await store.size() == 3
+    # The run index holds the three that are left, not the retried or deleted ones.
+    assert sorted(await store.of_event(event_id)) == sorted(dl_ids[2:])
+    assert await redis.hlen(KEYS.deadletter_runs) == 3
 
 
 async def test_deadletter_without_a_rule_is_retried_as_a_replay(
@@ -259,3 +262,5 @@ async def test_deadletter_without_a_rule_is_retried_as_a_replay(
     assert (await resp.json())["job_id"] == f"{event_id}:replay:1"
     job = json.loads(await redis.get(KEYS.job(f"{event_id}:replay:1")))
     assert job["f"] == "process_event" and job["a"][0]["replay"] == 1
+    assert await store.of_event(event_id) == ()
+    assert await redis.hlen(KEYS.deadletter_runs) == 0
