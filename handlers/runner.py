@@ -26,6 +26,7 @@ from handlers.slots import RuleSlots
 from handlers.steps.base import StepContext
 from handlers.templates import render
 from receiver.deadletters import DeadLetters
+from receiver.jobs import run_generation
 from receiver.keys import Keys
 
 if TYPE_CHECKING:
@@ -301,6 +302,9 @@ async def _run_step(
     """
     attempt = first_attempt
     shown: Any = None
+    # The same on every attempt of this run (after a crash or a deferral too); a replay or
+    # a dead-letter retry is a new request.
+    idempotency_key = f"{payload['id']}:{rule.name}:{spec.index}{run_generation(payload)}"
     while True:
         step_ctx = StepContext(
             event_id=payload["id"],
@@ -312,7 +316,7 @@ async def _run_step(
             http=svc.http,
             targets=svc.rules.targets,
             data_dir=svc.data_dir,
-            idempotency_key=f"{payload['id']}:{rule.name}:{spec.index}",
+            idempotency_key=idempotency_key,
         )
         try:
             params = spec.render(context)

@@ -162,9 +162,21 @@ async def run_rule_job(
     attempts_made: dict[str, int] | None = None,
     throttle: bool = False,
 ) -> str:
-    """Run one rule of an event again (a deferred retry, or a dead letter retried)."""
+    """Run one rule of an event again (a deferred retry, or a dead letter retried).
+
+    Not when the event was replayed since this run began: the replay ran its rules afresh,
+    and the older run must not run them a second time."""
     svc: Services = ctx[SERVICES]
     logctx.event_id.set(payload["id"])
+    replays = await svc.redis.hget(svc.keys.event(payload["id"]), "replays")  # type: ignore[misc]
+    if int(replays or 0) > int(payload.get("replay") or 0):
+        logger.info(
+            "rule %s not run again: the event was replayed since (replay %s)",
+            rule_name,
+            int(replays),
+            extra={"event_id": payload["id"]},
+        )
+        return "superseded"
     rule = svc.rules.get(rule_name)
     if rule is None:
         dl_id = await svc.deadletters.add(

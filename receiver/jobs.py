@@ -8,6 +8,7 @@ their ``str``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 PROCESS_EVENT = "process_event"
@@ -25,10 +26,18 @@ def deserialize(data: bytes) -> Any:
 
 
 def event_payload(
-    event_id: str, raw: dict[str, Any], received_ms: int, ts_ms: int, replay: int = 0
+    event_id: str,
+    raw: dict[str, Any],
+    received_ms: int,
+    ts_ms: int,
+    replay: int = 0,
+    retry: int = 0,
 ) -> dict[str, Any]:
     """The single argument of a ``process_event`` job. ``ts_ms`` is the event's own
-    timestamp (for per-resource ordering); ``replay`` counts replays (0: first delivery)."""
+    timestamp (for per-resource ordering); ``replay`` counts replays (0: first delivery),
+    ``retry`` the event's dead-letter retries (0: none). Together they tell a run's
+    generation: a replay supersedes older runs, and each replay or retry is a new request
+    to the platform (``run_generation``)."""
     payload: dict[str, Any] = {
         "id": event_id,
         "received_ms": received_ms,
@@ -37,7 +46,16 @@ def event_payload(
     }
     if replay:
         payload["replay"] = replay
+    if retry:
+        payload["retry"] = retry
     return payload
+
+
+def run_generation(payload: Mapping[str, Any]) -> str:
+    """``""`` for a first delivery, else ``:replay<n>`` and/or ``:retry<m>``: what sets a
+    deliberate re-run's requests apart from the earlier run's (``Idempotency-Key``)."""
+    replay, retry = payload.get("replay"), payload.get("retry")
+    return (f":replay{replay}" if replay else "") + (f":retry{retry}" if retry else "")
 
 
 def process_event_job(event_id: str, canonical: bytes, received_ms: int, ts_ms: int) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ARQ_JOB_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +92,7 @@ class Keys:
     def job(self, job_id: str) -> str:
         """arq's job key."""
         return ARQ_JOB_PREFIX + job_id
+
+    def in_progress(self, job_id: str) -> str:
+        """arq's mark of a job a worker is running."""
+        return ARQ_IN_PROGRESS_PREFIX + job_id

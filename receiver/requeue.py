@@ -8,6 +8,10 @@ Both queue an ordinary arq job (JSON, like ``Ingestor.store``) that the worker r
   failed, with its full attempts — job id ``<event id>:<rule>:retry:<n>``. A dead letter
   without a rule (the worker died repeatedly on the event) is retried as a replay.
 
+A replay supersedes what is still queued of the event: its first job and earlier replays
+that no worker has taken yet are dropped with the replay's queueing, and deferred or
+retried runs of an earlier generation are skipped by the worker (``run_rule_job``).
+
 The job, the queue entry, the dead letter's removal and the event's ``job`` field (so the
 event shows as ``pending``) are written by one Lua script: a dead letter retried twice at
 once is queued once, and never removed without its job being queued.
@@ -30,9 +34,11 @@ from receiver.exceptions import NotFound
 from receiver.keys import Keys
 from receiver.records import text
 
-# KEYS: job, queue, event hash, dead letters, dead-letter index, dead-letter runs
+# KEYS: job, queue, event hash, dead letters, dead-letter index, dead-letter runs,
+#       then per superseded job: its job key and its in-progress key
 # ARGV: job bytes, score ms, job ttl ms, job id, dead-letter id ('' for none),
-#       '1' to forget the event's earlier runs (a replay), the dead letter's run
+#       '1' to forget the event's earlier runs (a replay), the dead letter's run,
+#       then the superseded jobs' ids
 _ENQUEUE = """
 if ARGV[5] ~= '' then
   if redis.call('HDEL', KEYS[4], ARGV[5]) == 0 then return 0 end
@@ -42,6 +48,13 @@ end
 if ARGV[6] == '1' then
   for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
     if string.sub(name, 1, 4) == 'run:' then redis.call('HDEL', KEYS[3], name) end
+  end
+end
+for i = 8, #ARGV do
+  local k = 7 + (i - 8) * 2
+  if redis.call('EXISTS', KEYS[k + 1]) == 0 then  -- not taken by a worker yet
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('DEL', KEYS[k])
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
@@ -96,6 +109,7 @@ class Requeue:
         deadletter: str = "",
         run: str = "",
         forget_runs: bool = False,
+        supersedes: tuple[str, ...] = (),
     ) -> bool:
         now_ms = int(time.time() * 1000)
         job = serialize_job(function, args, {}, None, now_ms, serializer=jobs.serialize)
@@ -107,6 +121,11 @@ class Requeue:
                 self.keys.deadletters,
                 self.keys.deadletter_index,
                 self.keys.deadletter_runs,
+                *[
+                    k
+                    for old in supersedes
+                    for k in (self.keys.job(old), self.keys.in_progress(old))
+                ],
             ],
             args=[
                 job,
@@ -116,6 +135,7 @@ class Requeue:
                 deadletter,
                 "1" if forget_runs else "0",
                 run,
+                *supersedes,
             ],
         )
         return bool(done)
@@ -136,6 +156,8 @@ class Requeue:
             deadletter=deadletter,
             run=run_key(event_id, None),
             forget_runs=True,
+            # The first job and the earlier replays, when they still wait in the queue.
+            supersedes=(event_id, *(f"{event_id}:replay:{k}" for k in range(1, n))),
         )
         return Queued(job_id, event_id) if queued else None
 
@@ -177,7 +199,12 @@ class Requeue:
         else:
             n = await self._count(event_id, "retries")
             job_id = f"{event_id}:{rule}:retry:{n}"
-            payload = jobs.event_payload(event_id, raw, received_ms, _ts_ms(raw))
+            # Of the event's current generation (a replay removed the dead letters of
+            # earlier ones), and a new request to the platform (its own Idempotency-Key).
+            replays = await self.redis.hget(self.keys.event(event_id), "replays")  # type: ignore[misc]
+            payload = jobs.event_payload(
+                event_id, raw, received_ms, _ts_ms(raw), replay=int(replays or 0), retry=n
+            )
             done = await self._queue(
                 job_id,
                 jobs.RUN_RULE,

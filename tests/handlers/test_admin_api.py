@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from tests.handlers.conftest import SLACK_PATH, Stack, StackFactory
+from tests.handlers.conftest import API_KEY, SLACK_PATH, Stack, StackFactory
 
 TOKEN = "stack-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,3 +166,87 @@ async def test_stream_shows_deliveries_steps_and_runs_live(make_stack: StackFact
     assert kinds[0][0] == "delivery" and kinds[0][1]["id"] == event_id
     assert {k for k, _ in kinds} == {"delivery", "step", "run"}
     assert all(record["id"] == event_id for _, record in kinds)
+
+
+API_RULES = """
+version: 1
+defaults:
+  retry: {attempts: 2, backoff: exponential, initial: 10ms, max: 20ms}
+rules:
+  - name: lookup
+    on: vps.created
+    steps:
+      - api: {method: GET, path: "/vps"}
+  - name: bucket
+    on: bucket.wanted
+    steps:
+      - api: {call: storage.create_bucket, json: {name: "{{ event.data.name }}"}}
+"""
+
+
+async def test_a_replay_supersedes_a_deferred_run(make_stack: StackFactory) -> None:
+    """A run deferred by a long rate limit does not run again after a replay ran the
+    event's rules afresh (it would repeat them)."""
+    stack = await make_stack(API_RULES, admin_token=TOKEN)
+    reset = int(time.time()) + 3600
+    stack.sim.state.add_fault(
+        "/v1/vps", method="GET", status=429, count=1, headers={"X-RateLimit-Reset": str(reset)}
+    )
+    event_id = await stack.send("vps.created", id="vps_1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "deferred"
+    await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    assert (await stack.wait_runs(event_id, 2))[-1]["status"] == "ok"
+    assert stack.sim.state.calls("GET", "/v1/vps") == 2  # the 429, then the replay's
+
+    # The hour passes: the deferred run comes due.
+    [deferred] = [
+        m for m in await stack.redis.zrange(stack.keys.queue, 0, -1) if b":deferred:" in m
+    ]
+    await stack.redis.zadd(stack.keys.queue, {deferred: int(time.time() * 1000)})
+    for _ in range(500):
+        if not await stack.redis.exists(stack.keys.job(deferred.decode())):
+            break
+        await asyncio.sleep(0.02)
+    assert not await stack.redis.exists(stack.keys.job(deferred.decode()))
+    assert await stack.redis.zcard(stack.keys.queue) == 0
+    assert stack.sim.state.calls("GET", "/v1/vps") == 2
+    assert [r["status"] for r in await stack.runs(event_id)] == ["deferred", "ok"]
+
+
+async def test_a_retry_after_the_cause_is_fixed_is_a_new_request(
+    make_stack: StackFactory,
+) -> None:
+    """A step refused for good (422: the bucket exists) is retried with a new
+    Idempotency-Key once the cause is gone: the platform acts instead of answering the
+    retry with its earlier refusal. A replay is a new request too."""
+    stack = await make_stack(API_RULES, admin_token=TOKEN)
+    created = await stack.http.post(
+        f"{stack.sim.url}/storage/buckets",
+        json={"name": "bkt-idem"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert created.status_code == 201
+    event_id = await stack.send("bucket.wanted", name="bkt-idem")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    [dead] = (await api(stack, "GET", "/deadletters"))["data"]
+    assert "already exists" in dead["error"]
+
+    del stack.sim.state.buckets["bkt-idem"]  # the cause, fixed
+    await api(stack, "POST", f"/deadletters/{dead['id']}/retry", 202)
+    assert (await stack.wait_runs(event_id, 2))[-1]["status"] == "ok"
+    assert "bkt-idem" in stack.sim.state.buckets
+
+    del stack.sim.state.buckets["bkt-idem"]
+    await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    assert (await stack.wait_runs(event_id, 3))[-1]["status"] == "ok"
+    assert "bkt-idem" in stack.sim.state.buckets
+    keys = [
+        r.headers.get("idempotency-key") or r.headers.get("Idempotency-Key")
+        for r in stack.sim.state.requests
+        if r.method == "POST"
+    ]
+    assert keys[1:] == [
+        f"{event_id}:bucket:0",
+        f"{event_id}:bucket:0:retry1",
+        f"{event_id}:bucket:0:replay1",
+    ]

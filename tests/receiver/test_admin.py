@@ -264,3 +264,43 @@ async def test_deadletter_without_a_rule_is_retried_as_a_replay(
     assert job["f"] == "process_event" and job["a"][0]["replay"] == 1
     assert await store.of_event(event_id) == ()
     assert await redis.hlen(KEYS.deadletter_runs) == 0
+
+
+async def test_a_replay_drops_what_of_the_event_still_waits_in_the_queue(
+    admin: Client, redis: aioredis.Redis
+) -> None:
+    """Replaying an event no worker has taken yet runs its rules once, not twice: the first
+    job (and an earlier replay still waiting) leave the queue with the replay's queueing;
+    one a worker is running stays (it finishes; the replay then starts afresh)."""
+    waiting = await deliver(admin, "vps.created", id="vps_1")
+    running = await deliver(admin, "vps.created", id="vps_2")
+    await redis.set(KEYS.in_progress(running), b"1")  # a worker has taken it
+
+    assert (await admin.post(f"/events/{waiting}/replay", headers=AUTH)).status == 202
+    queued = {m.decode() for m in await redis.zrange(KEYS.queue, 0, -1)}
+    assert queued == {f"{waiting}:replay:1", running}
+    assert await redis.exists(KEYS.job(waiting)) == 0
+    assert (await admin.post(f"/events/{waiting}/replay", headers=AUTH)).status == 202
+    queued = {m.decode() for m in await redis.zrange(KEYS.queue, 0, -1)}
+    assert queued == {f"{waiting}:replay:2", running}
+    assert await redis.exists(KEYS.job(f"{waiting}:replay:1")) == 0
+
+    assert (await admin.post(f"/events/{running}/replay", headers=AUTH)).status == 202
+    queued = {m.decode() for m in await redis.zrange(KEYS.queue, 0, -1)}
+    assert queued == {f"{waiting}:replay:2", running, f"{running}:replay:1"}
+    assert await redis.exists(KEYS.job(running)) == 1
+
+
+async def test_a_retry_is_of_the_events_current_generation(
+    admin: Client, redis: aioredis.Redis
+) -> None:
+    event_id = await deliver(admin, "vps.created", id="vps_1")
+    await finish(redis, event_id, notify="failed")
+    assert (await admin.post(f"/events/{event_id}/replay", headers=AUTH)).status == 202
+    store = DeadLetters(redis, KEYS)
+    raw = json.loads(make_body("vps.created", id="vps_1"))
+    dl_id = await store.add({"event_id": event_id, "event": raw, "rule": "notify", "error": "e"})
+    resp = await admin.post(f"/deadletters/{dl_id}/retry", headers=AUTH)
+    job_id = (await resp.json())["job_id"]
+    [payload, rule, _] = json.loads(await redis.get(KEYS.job(job_id)))["a"]
+    assert rule == "notify" and payload["replay"] == 1 and payload["retry"] == 1
