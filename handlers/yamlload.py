@@ -202,6 +202,16 @@ class PlaceholderEnv(Mapping[str, str]):
         return name not in self.env
 
 
+# Values a document may hold once its aliases are expanded. A rules file has a few thousand
+# at most; nested aliases (a "billion laughs") could otherwise make millions from a few lines.
+MAX_EXPANDED = 100_000
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
 def parse(text: str, *, file: str, env: Mapping[str, str]) -> tuple[Node | None, list[Problem]]:
     """Parse one YAML document into nodes; return it (None if unusable) and the problems."""
     composer = _Composer(file, env)
@@ -210,6 +220,12 @@ def parse(text: str, *, file: str, env: Mapping[str, str]) -> tuple[Node | None,
     except MarkedYAMLError as exc:
         last_line = max(1, len(text.splitlines()))
         return None, [*composer.problems, _syntax_problem(file, exc, last_line)]
+    except _TooBig as exc:
+        message = (
+            f"the aliases here expand the file to more than {MAX_EXPANDED:,} values; "
+            "use fewer nested aliases (a rules file needs far fewer)"
+        )
+        return None, [*composer.problems, Problem(file, exc.line, message)]
     return node, composer.problems
 
 
@@ -246,6 +262,8 @@ class _Composer:
     env: Mapping[str, str]
     problems: list[Problem] = field(default_factory=list)
     anchors: dict[str, Node] = field(default_factory=dict)
+    # Values under each node with its aliases expanded, by node id.
+    sizes: dict[int, int] = field(default_factory=dict)
 
     def error(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.file, line, message))
@@ -288,10 +306,25 @@ class _Composer:
         else:
             assert isinstance(event, MappingStartEvent)
             node = self.mapping(event, events)
+        self.measure(node, _line(event))
         if event.anchor:
             # Registered only once complete, so an alias can never refer to its own parent.
             self.anchors[str(event.anchor)] = node
         return node
+
+    def measure(self, node: Node, line: int) -> None:
+        """Record how many values ``node`` stands for; ``_TooBig`` past ``MAX_EXPANDED``."""
+        size = 1
+        if isinstance(node, Seq):
+            size += sum(self.sizes.get(id(item), 1) for item in node.items)
+        elif isinstance(node, Map):
+            size += sum(
+                self.sizes.get(id(k), 1) + self.sizes.get(id(v), 1)
+                for k, v in node.entries.values()
+            )
+        if size > MAX_EXPANDED:
+            raise _TooBig(line)
+        self.sizes[id(node)] = size
 
     def mapping(self, start: MappingStartEvent, events: Iterator[Event]) -> Map:
         self.check_tag(start, "map")

@@ -159,3 +159,19 @@ def test_env_values_keep_their_scalar_kind() -> None:
     assert isinstance(node, Map)
     unset = node.get("u")
     assert isinstance(unset, Scalar) and unset.broken
+
+
+def test_an_alias_bomb_is_refused_with_its_line() -> None:
+    """Nested aliases ("billion laughs") would expand a few lines into 9**10 values."""
+    lines = ["version: 1", "x:", '  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    node, problems = load("\n".join(lines) + "\n")
+    assert node is None
+    [problem] = problems
+    assert problem.startswith("f.yaml:8: the aliases here expand the file to more than 100,000")
+
+
+def test_aliases_within_the_limit_expand() -> None:
+    node, problems = load("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n")
+    assert problems == []
+    assert to_python(node) == {"a": [1, 2, 3], "b": [[1, 2, 3]] * 3}
