@@ -21,10 +21,12 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.exceptions import RedisError
 
 from handlers.exceptions import RulesError
 from handlers.rules import RuleSet, load_rules
+from receiver.keys import Keys
 from receiver.settings import SettingsError, load_settings
 from tashooks.daemon import run_daemon
 from tashooks.logs import setup_logging
@@ -78,11 +80,19 @@ async def _wait_for(what: str, check: Callable[[], Any], deadline: float) -> Any
 
 
 async def _clean_namespace(url: str, namespace: str) -> None:
+    """Delete the demo's keys: its namespace, and arq's keys of the jobs it left queued
+    (``arq:job:<id>`` and the like sit outside any namespace)."""
     client = aioredis.Redis.from_url(url)
     try:
+        job_ids = await client.zrange(Keys(namespace).queue, 0, -1)
         keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        keys += [
+            prefix.encode() + job_id
+            for job_id in job_ids
+            for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix)
+        ]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
     finally:
         await client.aclose()
 

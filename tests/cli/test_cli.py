@@ -150,8 +150,33 @@ def test_a_terminated_demo_deletes_its_keys(redis_url: str, tmp_path: Path) -> N
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode in (0, 143), stderr  # 0: it had just finished
         assert [k for k in client.scan_iter("tashooks-demo-*")] == []
+        assert [k for k in client.scan_iter("arq:*")] == []  # jobs it left queued
     finally:
         client.close()
+
+
+async def test_the_demo_cleanup_takes_arqs_keys_of_its_queued_jobs(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from receiver.keys import Keys
+    from tashooks.demo import _clean_namespace
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        ours, other = Keys("tashooks-demo-1"), Keys("prod")
+        await client.zadd(ours.queue, {"evt_A": 1, "evt_A:rule:deferred:1": 2})
+        await client.zadd(other.queue, {"evt_B": 1})
+        for job_id in ("evt_A", "evt_A:rule:deferred:1", "evt_B"):
+            await client.set(f"arq:job:{job_id}", b"{}")
+            await client.set(f"arq:retry:{job_id}", b"1")
+        await client.set("arq:in-progress:evt_A", b"1")
+        await client.set(ours.event("evt_A"), b"x")
+
+        await _clean_namespace(redis_url, "tashooks-demo-1")
+        left = sorted([k.decode() async for k in client.scan_iter("*")])
+        assert left == ["arq:job:evt_B", "arq:retry:evt_B", other.queue]
+    finally:
+        await client.aclose()
 
 
 def test_check_accepts_the_example_rules() -> None:
