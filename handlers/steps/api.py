@@ -43,6 +43,16 @@ class ApiParams(Params):
             )
         return value
 
+    @field_validator("path")
+    @classmethod
+    def _under_the_base(cls, value: str | None) -> str | None:
+        if value is not None and any(seg in (".", "..") for seg in value.split("?")[0].split("/")):
+            raise ValueError(
+                f"path {value!r} has a '.' or '..' segment, which would leave API_URL's path "
+                "(e.g. /v1); write the path as it is under API_URL"
+            )
+        return value
+
     @field_validator(*PATH_PARAMS)
     @classmethod
     def _path_param(cls, value: str | None, info: ValidationInfo) -> str | None:

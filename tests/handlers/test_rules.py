@@ -1092,3 +1092,23 @@ def test_environment_values_are_never_template_source(tmp_path: Path, value: str
     assert mixed.message == f"{value} for vps_1"  # type: ignore[attr-defined]
     assert alone.message == value  # type: ignore[attr-defined]
     assert api.json_ == {"note": value}  # type: ignore[attr-defined]
+
+
+def test_api_paths_cannot_walk_up_out_of_the_api_base(tmp_path: Path) -> None:
+    """Values from events are one encoded segment each; the path's own text must not climb
+    out of API_URL's path either (``/../../x`` would reach ``/x`` on the API's host)."""
+    problems = problems_of(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - name: x
+            on: vps.created
+            steps:
+              - api: {method: GET, path: "/../../x"}
+              - api: {method: GET, path: "/vps/./{{ event.data.id }}"}
+              - api: {method: GET, path: "/vps/{{ event.data.id }}?q=.."}
+        """,
+    )
+    assert [p.split(":")[0] for p in problems] == ["7", "8"]
+    assert all("has a '.' or '..' segment" in p for p in problems)
