@@ -268,8 +268,13 @@ class _Loader(StepReader):
             self.error(node.line, "on needs at least one event type")
             return None
         patterns = [(self.text(item, "on"), item.line) for item in items]
-        for pattern, line in patterns:
-            if pattern is not None and not any(fnmatchcase(t, pattern) for t in KNOWN_EVENT_TYPES):
+        for i, (pattern, line) in enumerate(patterns):
+            if pattern is not None and not pattern.strip():
+                self.error(line, "on: an empty event type matches nothing; write e.g. vps.created")
+                patterns[i] = (None, line)
+            elif pattern is not None and not any(
+                fnmatchcase(t, pattern) for t in KNOWN_EVENT_TYPES
+            ):
                 self.warn(
                     line,
                     f"'{pattern}' matches none of the known event types: "

@@ -1112,3 +1112,25 @@ def test_api_paths_cannot_walk_up_out_of_the_api_base(tmp_path: Path) -> None:
     )
     assert [p.split(":")[0] for p in problems] == ["7", "8"]
     assert all("has a '.' or '..' segment" in p for p in problems)
+
+
+def test_an_empty_event_type_is_an_error(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path,
+        """
+        version: 1
+        rules:
+          - name: x
+            on: ""
+            steps:
+              - log: {message: hi}
+          - name: y
+            on: [vps.created, " "]
+            steps:
+              - log: {message: hi}
+        """,
+    )
+    assert problems == [
+        "5: on: an empty event type matches nothing; write e.g. vps.created",
+        "9: on: an empty event type matches nothing; write e.g. vps.created",
+    ]
