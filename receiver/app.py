@@ -39,8 +39,12 @@ def create_app(settings: Settings) -> web.Application:
     """
     secrets = settings.require_webhook_secret()
     # Bodies are read by the view with its own limit; this only caps other requests.
+    # Bodies are decoded by the views (receiver.bodies), not by aiohttp: a body that is not
+    # valid for its Content-Encoding is then an ordinary 400, not a 500 with a traceback.
     app = web.Application(
-        client_max_size=settings.max_body + 1, middlewares=[responses.json_errors]
+        client_max_size=settings.max_body + 1,
+        middlewares=[responses.json_errors],
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[SECRETS] = secrets

@@ -197,8 +197,10 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("the same event again: nothing runs", _ref("Delivery")),
                     "202": _json("stored and queued", _ref("Delivery")),
+                    "400": _error("body not valid for its Content-Encoding"),
                     "401": _error("signature missing or wrong"),
                     "413": _error("body too large"),
+                    "415": _error("Content-Encoding not supported (gzip and deflate are)"),
                     "422": _error("not a valid event"),
                     "503": _error("Redis did not confirm the delivery: not acknowledged; retry"),
                 },
@@ -323,8 +325,10 @@ def _paths() -> dict[str, Any]:
                 "(needs receiver and worker in one process: tashooks serve)",
                 {
                     "200": _json("the plan of every rule", _ref("DryRun")),
+                    "400": _error("body not valid for its Content-Encoding"),
                     "409": _error("the rules file does not validate"),
                     "413": _error("body too large"),
+                    "415": _error("Content-Encoding not supported (gzip and deflate are)"),
                     "422": _error("not a valid event"),
                     "501": _error("this process runs no worker: no rules to dry-run"),
                 },

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from receiver import responses
+from receiver import bodies, responses
 from receiver.admin import _admin
 from receiver.events import EventInvalid, parse_event
 from receiver.exceptions import InvalidQuery
@@ -95,7 +95,8 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 async def _read_body(request: web.Request) -> bytes | None:
-    """The body, or None when it is larger than ``MAX_DRY_RUN_BODY``."""
+    """The (decoded) body, or None when it is larger than ``MAX_DRY_RUN_BODY``. Raises
+    ``bodies.BodyUndecodable``."""
     if (request.content_length or 0) > MAX_DRY_RUN_BODY:
         return None
     body = bytearray()
@@ -103,7 +104,10 @@ async def _read_body(request: web.Request) -> bytes | None:
         body += chunk
         if len(body) > MAX_DRY_RUN_BODY:
             return None
-    return bytes(body)
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is None:
+        return bytes(body)
+    return bodies.decode(bytes(body), encoding, MAX_DRY_RUN_BODY)
 
 
 def _event_from(raw: bytes) -> dict[str, Any]:
@@ -130,7 +134,10 @@ async def dry_run(request: web.Request) -> web.Response:
     hook = request.app.get(DRY_RUN)
     if hook is None:
         return responses.error(501, "not_available", NO_DRY_RUN)
-    raw = await _read_body(request)
+    try:
+        raw = await _read_body(request)
+    except bodies.BodyUndecodable as exc:
+        return responses.error(exc.status, exc.code, exc.message, exc.details)
     if raw is None:
         return responses.error(
             413, "payload_too_large", f"a dry-run event is at most {MAX_DRY_RUN_BODY} bytes"

@@ -14,7 +14,7 @@ import time
 
 from aiohttp import web
 
-from receiver import logctx, responses
+from receiver import bodies, logctx, responses
 from receiver.events import EventInvalid, check_age, parse_event
 from receiver.exceptions import StoreUnavailable
 from receiver.openapi import openapi_document
@@ -114,6 +114,13 @@ async def post_webhook(request: web.Request) -> web.Response:
         return responses.error(
             408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT_S:g}s"
         )
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and body is not None:
+        try:
+            body = bodies.decode(body, encoding, settings.max_body)
+        except bodies.BodyUndecodable as exc:
+            _rejected(request, exc.reason)
+            return responses.error(exc.status, exc.code, exc.message, exc.details)
     if body is None:
         _rejected(request, "too_large")
         return responses.error(

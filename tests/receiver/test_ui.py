@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -196,7 +197,17 @@ async def test_dry_run_validates_the_event_and_asks_the_hook(
 
     big = json.dumps({"event": "x", "data": {"pad": "x" * MAX_DRY_RUN_BODY}}).encode()
     assert (await client.post("/dry-run", data=big, headers=AUTH)).status == 413
+    gzipped = {**AUTH, "Content-Encoding": "gzip"}
+    resp = await client.post("/dry-run", data=gzip.compress(big), headers=gzipped)
+    assert resp.status == 413
+    resp = await client.post("/dry-run", data=b"garbage", headers=gzipped)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "bad_request"
     assert len(seen) == 1
+    event = json.dumps({"event": "vps.gzipped"}).encode()
+    resp = await client.post("/dry-run", data=gzip.compress(event), headers=gzipped)
+    assert resp.status == 200, await resp.text()
+    assert seen[-1]["event"] == "vps.gzipped"
 
 
 async def test_the_new_calls_are_documented(admin: Client) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import signal
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -257,6 +259,87 @@ async def test_slow_body_is_refused(
     assert resp.status == 408
     assert (await resp.json())["error"]["code"] == "request_timeout"
     assert await queued_ids(redis) == []
+
+
+_GZIPPED = gzip.compress(make_body())
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", b"garbage"),
+        ("gzip", _GZIPPED[: len(_GZIPPED) // 2]),  # cut short
+        ("deflate", b"garbage"),
+        ("deflate", zlib.compress(b'{"event": "x"}')[:-3]),
+    ],
+    ids=["gzip-garbage", "gzip-truncated", "deflate-garbage", "deflate-truncated"],
+)
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunked"])
+async def test_body_not_valid_for_its_encoding_is_400_not_500(
+    client: Client,
+    redis: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    encoding: str,
+    data: bytes,
+    chunked: bool,
+) -> None:
+    async def chunks() -> Any:
+        yield data
+
+    with caplog.at_level(logging.WARNING):
+        resp = await client.post(
+            "/webhooks",
+            data=chunks() if chunked else data,
+            headers={"Content-Encoding": encoding, "X-Signature": sign(data, SECRET)},
+        )
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "bad_request"
+    assert f"not valid {encoding}" in error["message"]
+    assert "uncompressed without a Content-Encoding" in error["message"]
+    assert error["details"] == {"content_encoding": encoding}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert await queued_ids(redis) == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'tashooks_deliveries_total{event_type="",outcome="bad_encoding"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("GZIP", gzip.compress), ("deflate", zlib.compress)],
+)
+async def test_a_compressed_body_is_checked_decoded(
+    client: Client, encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    body = make_body(id=f"vps_{encoding}")
+    headers = {**signed(body), "Content-Encoding": encoding}
+    resp = await client.post("/webhooks", data=compress(body), headers=headers)
+    assert resp.status == 202, await resp.text()
+    resp = await client.post("/webhooks", data=body, headers={**headers, "Content-Encoding": ""})
+    assert resp.status == 200, await resp.text()  # the same event: signed over the decoded body
+
+
+async def test_a_compressed_body_over_the_limit_is_413(client: Client) -> None:
+    body = make_body(blob="x" * 100_000)  # settings.max_body is 4096; compressed it is less
+    headers = {**signed(body), "Content-Encoding": "gzip"}
+    resp = await client.post("/webhooks", data=gzip.compress(body), headers=headers)
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress"])
+async def test_an_unsupported_encoding_is_415(
+    client: Client, caplog: pytest.LogCaptureFixture, encoding: str
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        resp = await client.post(
+            "/webhooks", data=b"\x00\x01", headers={"Content-Encoding": encoding}
+        )
+    assert resp.status == 415, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "send the body uncompressed, or compressed with gzip or deflate" in error["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_broken_json_is_422_not_500(client: Client) -> None:
