@@ -60,7 +60,7 @@ class Audit:
         self.metrics = metrics
 
     def _xadd(self, record: dict[str, str]) -> Command:
-        min_id = int(time.time() * 1000) - self.retention_ms
+        min_id = max(0, int(time.time() * 1000) - self.retention_ms)
         flat = [x for pair in record.items() for x in pair]
         return ("XADD", self.keys.audit, "MINID", "~", min_id, "*", *flat)
 

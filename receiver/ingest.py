@@ -165,7 +165,9 @@ class Ingestor:
             # Remembered as long as its timestamp is acceptable: the window, plus the
             # 5 minutes an event may be ahead of our clock.
             max(1, int(self.window_s + FUTURE_SKEW.total_seconds())),
-            now_ms - window_ms,
+            # The audit stream's MINID: never below 0, which XADD would refuse (after the
+            # script had written the keys before it: a script is not rolled back).
+            max(0, now_ms - window_ms),
             self.keys.wake,
         ]
         for item in batch:

@@ -59,7 +59,7 @@ class Rejections:
         if not self.pending:
             return
         batch, self.pending = self.pending, {}
-        min_id = int(time.time() * 1000) - self.retention_ms
+        min_id = max(0, int(time.time() * 1000) - self.retention_ms)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (reason, source), entry in batch.items():

@@ -20,6 +20,10 @@ PREFIX = "TASHOOKS_"
 SECRET_FIELDS = ("webhook_secret", "api_key", "admin_token")
 
 
+# The longest DEDUP_WINDOW: how long deliveries, jobs and the audit stream are kept.
+MAX_DEDUP_WINDOW_S = 365 * 86400
+
+
 class SettingsError(Exception):
     """The environment does not describe a usable configuration; the message names the variable."""
 
@@ -98,6 +102,11 @@ class Settings(BaseSettings):
     def _window(cls, value: float) -> float:
         if value < 60:
             raise ValueError("must be at least 1m (deliveries are remembered that long)")
+        if value > MAX_DEDUP_WINDOW_S:
+            raise ValueError(
+                f"must be at most {MAX_DEDUP_WINDOW_S // 86400}d (the audit stream and "
+                "every remembered delivery are kept that long); set a shorter window"
+            )
         return value
 
     def secret_values(self) -> list[str]:

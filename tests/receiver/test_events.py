@@ -109,6 +109,7 @@ def test_canonical_bytes_computed_once() -> None:
     [
         ("dedup_window", "0"),
         ("dedup_window", "7days"),
+        ("dedup_window", "36500d"),
         ("log_level", "LOUD"),
         ("api_url", "notaurl"),
         ("redis_url", "foo://x"),
@@ -123,6 +124,15 @@ def test_bad_settings_name_the_variable(name: str, value: str) -> None:
         load_settings(**{name: value})
     assert str(info.value).startswith(f"TASHOOKS_{name.upper()}: ")
     assert "Value error" not in str(info.value)
+
+
+def test_the_dedup_window_is_capped_with_the_maximum_named() -> None:
+    from receiver.settings import SettingsError, load_settings
+
+    assert load_settings(dedup_window="365d").dedup_window == 365 * 86400
+    with pytest.raises(SettingsError) as info:
+        load_settings(dedup_window="366d")
+    assert str(info.value).startswith("TASHOOKS_DEDUP_WINDOW: must be at most 365d")
 
 
 def test_a_huge_integer_is_refused_with_a_hint_for_the_sender() -> None:

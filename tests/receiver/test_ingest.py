@@ -65,3 +65,17 @@ async def test_a_lone_delivery_does_not_wait_for_company(redis: aioredis.Redis) 
     again = await ingestor.store(parse_event(body))
     assert (again.new, again.id) == (False, stored.id)
     await ingestor.close()
+
+
+async def test_a_window_longer_than_the_epoch_still_stores(redis: aioredis.Redis) -> None:
+    """The audit stream's MINID (now - window) is never negative: XADD would refuse it after
+    the script had written the dedup key, the job and the queue entry (no rollback)."""
+    keys = Keys(f"ingest{secrets.token_hex(3)}")
+    ingestor = Ingestor(redis, keys, 36500 * 86400.0)
+    try:
+        stored = await ingestor.store(parse_event(make_body(id="vps_long")))
+    finally:
+        await ingestor.close()
+    assert stored.new
+    assert await redis.zrange(keys.queue, 0, -1) == [stored.id.encode()]
+    assert len(await redis.xrange(keys.audit)) == 1
