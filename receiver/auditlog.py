@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from receiver.keys import Keys
-from receiver.query import EventQuery
+from receiver.query import STREAM_START, EventQuery
 from receiver.records import decode_entry, iso_ms, outcome, runs_of, stream_id_ms, text
 
 # Stream entries read per round trip, and at most per page: a narrow filter over a long
@@ -111,6 +111,8 @@ class AuditLog:
         A page may hold fewer items while ``next_cursor`` is set (the filter is narrow and
         ``MAX_SCAN`` entries were looked at): follow the cursor until it is None.
         """
+        if query.cursor == STREAM_START:
+            return Page()  # nothing is older than the very start
         high = f"({query.cursor}" if query.cursor else "+"
         if query.until_ms is not None and not query.cursor:
             high = str(query.until_ms)

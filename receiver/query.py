@@ -15,19 +15,26 @@ from receiver.records import STATUSES, STREAM_ID
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# Each part of a Redis stream id (<ms>-<seq>) is an unsigned 64-bit number.
+MAX_STREAM_PART = 2**64 - 1
+# The very start of a stream: nothing is older (and "(0-0" is no valid bound to Redis).
+STREAM_START = "0-0"
 
 
 def parse_time(value: str, field: str, now_ms: int | None = None) -> int:
     """A point in time in ms: RFC 3339 (``2024-01-15T10:30:00Z``) or a duration meaning
-    "that long ago" (``1h``, ``30m``, ``7d``)."""
+    "that long ago" (``1h``, ``30m``, ``7d``). A time before the epoch is the epoch (0):
+    nothing in the audit stream is older, and Redis refuses negative stream ids."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = value.strip()
     try:
-        return now_ms - int(parse_duration(value) * 1000)
+        ago_s = parse_duration(value)
     except ValueError:
         pass
+    else:
+        return now_ms - int(min(ago_s * 1000, now_ms))  # min: also an infinite duration
     try:
-        return int(parse_timestamp(value).timestamp() * 1000)
+        return max(0, int(parse_timestamp(value).timestamp() * 1000))
     except EventInvalid:
         raise InvalidQuery(
             field,
@@ -55,7 +62,12 @@ def parse_stream_id(value: str | None, field: str) -> str | None:
         return None
     if not STREAM_ID.match(value):
         raise InvalidQuery(field, f"{value!r} is not a cursor; pass back a next_cursor or an id")
-    return value
+    ms, seq = (int(part) for part in value.split("-"))
+    if ms > MAX_STREAM_PART or seq > MAX_STREAM_PART:
+        raise InvalidQuery(
+            field, f"{value!r} is past the largest stream id; pass back a next_cursor or an id"
+        )
+    return f"{ms}-{seq}"  # leading zeros gone: 0-0 is recognisable as the very start
 
 
 def parse_statuses(value: str | None) -> frozenset[str] | None:
@@ -115,7 +127,7 @@ class EventQuery:
         )
         if query.since_ms is not None and query.until_ms is not None:
             if query.since_ms > query.until_ms:
-                raise InvalidQuery("since", "since is later than until")
+                raise InvalidQuery("since", "since is later than until; give an earlier since")
         return query
 
     def wants_kind(self, kind: str) -> bool:

@@ -62,7 +62,13 @@ class StatsQuery:
         since_ms = parse_time(since or DEFAULT_SINCE, "since", now_ms)
         until_ms = parse_time(until, "until", now_ms) if until else now_ms
         if since_ms > until_ms:
-            raise InvalidQuery("since", "since is later than until")
+            if since:
+                raise InvalidQuery("since", "since is later than until; give an earlier since")
+            raise InvalidQuery(
+                "until",
+                f"until is earlier than since (by default {DEFAULT_SINCE} ago); give a later "
+                "until, or an earlier since",
+            )
         bucket_ms = int(bucket_s * 1000)
         if (until_ms - (since_ms - since_ms % bucket_ms)) // bucket_ms + 1 > MAX_BUCKETS:
             raise InvalidQuery(

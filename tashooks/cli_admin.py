@@ -28,7 +28,7 @@ from receiver.deadletters import DeadLetters
 from receiver.durations import format_duration
 from receiver.exceptions import InvalidQuery, NotFound
 from receiver.keys import Keys
-from receiver.query import MAX_LIMIT, EventQuery, parse_time
+from receiver.query import MAX_LIMIT, STREAM_START, EventQuery, parse_time
 from receiver.requeue import Requeue
 from receiver.settings import Settings, SettingsError, load_settings
 from receiver.tail import Tail
@@ -129,7 +129,8 @@ async def _list_events(settings: Settings, args: argparse.Namespace) -> int:
 async def _follow(settings: Settings, args: argparse.Namespace) -> int:
     after = None
     if args.since:
-        after = f"{parse_time(args.since, 'since') - 1}-{MAX_SEQ}"
+        since_ms = parse_time(args.since, "since")
+        after = f"{since_ms - 1}-{MAX_SEQ}" if since_ms > 0 else STREAM_START
     # Ctrl-C (or SIGTERM) ends the loop between two reads: a clean exit 0, nothing cut
     # off in the middle of a line.
     stop = asyncio.Event()

@@ -77,6 +77,10 @@ def test_events_lists_json_lines_with_filters(redis_url: str) -> None:
     assert [e["id"] for e in lines(result.stdout)] == [second]
     result = tashooks("events", "--status", "failed", env=env)
     assert result.returncode == 0 and result.stdout == ""
+    result = tashooks("events", "--until", "99999d", env=env)  # before the epoch: none
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    result = tashooks("events", "--since", "0001-01-01T00:00:00Z", "--limit", "1", env=env)
+    assert [e["id"] for e in lines(result.stdout)] == [third], result.stderr
     result = tashooks("events", "--since", "last tuesday", env=env)
     assert result.returncode == 2 and "--since: 'last tuesday' is neither" in result.stderr
 

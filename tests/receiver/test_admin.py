@@ -124,6 +124,7 @@ async def test_bad_parameters_are_422_with_the_field(admin: Client) -> None:
         ({"since": "yesterday"}, "since"),
         ({"until": "2024-01-01"}, "until"),
         ({"cursor": "abc"}, "cursor"),
+        ({"cursor": "99999999999999999999-0"}, "cursor"),  # past the largest stream id
         ({"since": "1m", "until": "1h"}, "since"),
     ):
         body = await get(admin, "/events", 422, **params)
@@ -131,6 +132,34 @@ async def test_bad_parameters_are_422_with_the_field(admin: Client) -> None:
         assert body["error"]["details"]["field"] == field, params
     body = await get(admin, "/deadletters", 422, cursor="nope")
     assert body["error"]["details"]["field"] == "cursor"
+
+
+async def test_out_of_range_filters_are_clamped_never_an_outage(admin: Client) -> None:
+    """Times before the epoch are the start of the stream, 0-0 the very start: Redis would
+    refuse them as stream ids (and the answer was a false 503)."""
+    event_id = await deliver(admin)
+    for params, expected in (
+        ({"cursor": "0-0"}, []),
+        ({"cursor": "00-000"}, []),
+        ({"until": "99999d"}, []),
+        ({"until": "0001-01-01T00:00:00Z"}, []),
+        ({"since": "0001-01-01T00:00:00Z"}, [event_id]),
+        ({"since": "99999d"}, [event_id]),
+        ({"since": "9" * 400 + "d"}, [event_id]),  # an infinite duration
+    ):
+        body = await get(admin, "/events", **params)
+        assert [item["id"] for item in body["data"]] == expected, params
+        assert body["next_cursor"] is None
+
+
+async def test_stats_names_the_field_at_fault(admin: Client) -> None:
+    body = await get(admin, "/stats", 422, until="99999d")
+    assert body["error"]["details"]["field"] == "until"
+    assert "give a later until" in body["error"]["message"]
+    body = await get(admin, "/stats", 422, since="1m", until="1h")
+    assert body["error"]["details"]["field"] == "since"
+    body = await get(admin, "/stats", since="99999d", until="99999d", bucket="1d")
+    assert body["since"].startswith("1970-01-01")
 
 
 async def test_pages_follow_the_cursor_without_gaps_or_repeats(admin: Client) -> None:
