@@ -15,6 +15,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from receiver import responses, sse
+from receiver.connection import storage_trouble
 from receiver.durations import format_duration
 from receiver.exceptions import InvalidQuery, NotFound
 from receiver.query import EventQuery, parse_limit
@@ -56,6 +57,8 @@ def _admin(handler: Handler) -> Handler:
         except InvalidQuery as exc:
             return responses.error(422, "validation_error", exc.message, {"field": exc.field})
         except (RedisError, OSError) as exc:
+            if not storage_trouble(exc):
+                raise  # a command Redis refused: a bug, answered 500 and logged in full
             logger.error("admin API: Redis unavailable: %s", exc)
             return responses.error(
                 503,

@@ -12,11 +12,38 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    DataError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RETRY_ERRORS: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, OSError]
+# Error replies that mean Redis cannot serve now (rather than a command we got wrong).
+_TROUBLE_CLASSES = (
+    ReadOnlyError,
+    OutOfMemoryError,
+    MasterDownError,
+    ClusterDownError,
+    TryAgainError,
+    NoPermissionError,
+)
+_TROUBLE_CODES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+
+
+def storage_trouble(exc: BaseException) -> bool:
+    """True when ``exc`` says Redis is unreachable or cannot serve now (a 503: retry later);
+    False for an error reply to a command that is wrong (a bug: it would fail again)."""
+    if not isinstance(exc, ResponseError):
+        return True
+    return isinstance(exc, _TROUBLE_CLASSES) or str(exc).startswith(_TROUBLE_CODES)
 
 
 def retry_policy(retry_s: float) -> Retry:
