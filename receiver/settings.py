@@ -7,6 +7,7 @@ of surrounding white space, is the value), for Docker and Kubernetes secrets.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,19 @@ from receiver.durations import parse_duration
 
 PREFIX = "TASHOOKS_"
 SECRET_FIELDS = ("webhook_secret", "api_key", "admin_token")
+MASK = "***"
+# The user info of a URL (``user:password@``), with or without ``scheme://`` before it.
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/?#]*@")
+# Credentials redis-py also takes in the query (``?password=…``).
+_QUERY_CREDENTIAL = re.compile(r"([?&](?:password|username)=)[^&#]*", re.IGNORECASE)
+
+
+def redact_redis_url(url: str) -> str:
+    """``url`` fit to show: its credentials (user info, ``password=``/``username=`` in the
+    query) masked; scheme, host, port, path and database number kept, so that a message
+    still shows which Redis, and a mistyped scheme or port stays visible."""
+    url = _USERINFO.sub(rf"\1{MASK}@", url, count=1)
+    return _QUERY_CREDENTIAL.sub(rf"\1{MASK}", url)
 
 
 # The longest DEDUP_WINDOW: how long deliveries, jobs and the audit stream are kept.
@@ -87,7 +101,9 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"{value!r} is not a Redis URL, e.g. redis://127.0.0.1:6379/0")
+            raise ValueError(
+                f"{redact_redis_url(value)!r} is not a Redis URL, e.g. redis://127.0.0.1:6379/0"
+            )
         return value
 
     @field_validator("log_level")

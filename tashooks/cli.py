@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from receiver.settings import Settings, SettingsError, load_settings
+from receiver.settings import Settings, SettingsError, load_settings, redact_redis_url
 from tashooks.cli_admin import add_admin_commands
 from tashooks.cli_rules import add_check_command, add_commands
 from tashooks.cli_status import add_status_command
@@ -60,8 +60,9 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
         return 1
     except (OSError, RedisError) as exc:
         print(
-            f"tashooks: Redis at {settings.redis_url} is unreachable ({exc}); exiting so that "
-            "a supervisor restarts this process. Check that Redis runs and TASHOOKS_REDIS_URL.",
+            f"tashooks: Redis at {redact_redis_url(settings.redis_url)} is unreachable ({exc}); "
+            "exiting so that a supervisor restarts this process. "
+            "Check that Redis runs and TASHOOKS_REDIS_URL.",
             file=sys.stderr,
         )
         return 1

@@ -21,7 +21,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from handlers.redact import redact_url
 from receiver.auditlog import AuditLog
 from receiver.connection import connect
 from receiver.deadletters import DeadLetters
@@ -30,7 +29,7 @@ from receiver.exceptions import InvalidQuery, NotFound
 from receiver.keys import Keys
 from receiver.query import MAX_LIMIT, STREAM_START, EventQuery, parse_time
 from receiver.requeue import Requeue
-from receiver.settings import Settings, SettingsError, load_settings
+from receiver.settings import Settings, SettingsError, load_settings, redact_redis_url
 from receiver.tail import Tail
 
 EXIT_USAGE = 2
@@ -83,8 +82,9 @@ def _run(name: str, body: Callable[[Settings], Coroutine[Any, Any, int]]) -> int
     except (RedisError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):
             return 0
+        url = redact_redis_url(settings.redis_url)
         print(
-            f"tashooks {name}: Redis at {redact_url(settings.redis_url)} is unreachable ({exc}); "
+            f"tashooks {name}: Redis at {url} is unreachable ({exc}); "
             "check that it runs and TASHOOKS_REDIS_URL",
             file=sys.stderr,
         )

@@ -12,9 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from handlers.redact import redact_url
 from receiver.keys import Keys
-from receiver.settings import SettingsError, load_settings
+from receiver.settings import SettingsError, load_settings, redact_redis_url
 
 # A worker whose heartbeat (every 5 s) is older than this is not counted as live.
 LIVE_S = 20.0
@@ -80,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         status = asyncio.run(collect(settings.redis_url, Keys(settings.namespace)))
     except (RedisError, OSError) as exc:
-        url = redact_url(settings.redis_url)
+        url = redact_redis_url(settings.redis_url)
         if args.json:  # still one JSON object, for scripts and monitoring
             print(json.dumps({"redis": {"ok": False, "url": url, "error": str(exc)}}))
         print(

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import redis as syncredis
@@ -214,5 +215,36 @@ def test_unreachable_redis_never_shows_its_password() -> None:
         result = tashooks(*args, env={"TASHOOKS_REDIS_URL": url})
         assert result.returncode == 1, args
         assert "hunter2secret" not in result.stdout + result.stderr, args
-    # status --json still prints one JSON object a script can read.
-    assert json.loads(result.stdout)["redis"]["ok"] is False
+    # status --json still prints one JSON object a script can read; only the credentials are
+    # hidden, not which Redis (host, port, database).
+    port = url.split(":")[-1].split("/")[0]
+    assert json.loads(result.stdout)["redis"] == {
+        "ok": False,
+        "url": f"redis://***@127.0.0.1:{port}/0",
+        "error": json.loads(result.stdout)["redis"]["error"],
+    }
+
+
+def test_a_mistyped_redis_url_never_shows_its_password() -> None:
+    url = "htp://:hunter2secret@127.0.0.1:6391/0"
+    for args in (("events",), ("status",), ("receiver",)):
+        result = tashooks(*args, env={"TASHOOKS_REDIS_URL": url, "TASHOOKS_WEBHOOK_SECRET": "s"})
+        assert result.returncode != 0, args
+        assert "hunter2secret" not in result.stdout + result.stderr, args
+        assert "'htp://***@127.0.0.1:6391/0' is not a Redis URL" in result.stderr, args
+
+
+def test_a_worker_that_loses_redis_never_shows_its_password(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules: []\n")
+    env = {
+        "TASHOOKS_REDIS_URL": f"redis://:hunter2secret@127.0.0.1:{free_port()}/3",
+        "TASHOOKS_RULES": str(rules),
+        "TASHOOKS_REDIS_RETRY": "1s",
+        "TASHOOKS_METRICS_PORT": "0",
+    }
+    result = tashooks("worker", env=env)
+    assert result.returncode == 1
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert "Redis at redis://***@127.0.0.1:" in result.stderr
+    assert "/3 is unreachable" in result.stderr
