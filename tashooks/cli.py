@@ -38,6 +38,7 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
 
     from handlers.exceptions import RulesError
     from tashooks.daemon import run_daemon
+    from tashooks.serving import ListenError
 
     settings = _settings(
         host=args.host, port=args.port, rules=args.rules, shutdown_grace=args.grace
@@ -58,6 +59,11 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
             file=sys.stderr,
         )
         return 1
+    except ListenError as exc:
+        host_name = "--host" if args.host is not None else "TASHOOKS_HOST"
+        port_name = "--port" if args.port is not None else "TASHOOKS_PORT"
+        print(f"tashooks: {exc.advice(host_name, port_name)}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, RedisError) as exc:
         print(
             f"tashooks: Redis at {redact_redis_url(settings.redis_url)} is unreachable ({exc}); "

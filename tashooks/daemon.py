@@ -19,6 +19,7 @@ from handlers.worker import create_worker, reload_rules
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.state import METRICS
+from tashooks.serving import ListenError, start_site
 from tashooks.uiroutes import enable_dry_run
 
 logger = logging.getLogger("tashooks")
@@ -53,14 +54,11 @@ async def _serve_metrics(metrics: WorkerMetrics, settings: Settings) -> web.AppR
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.metrics_port).start()
-    except OSError as exc:
+        await start_site(runner, settings.host, settings.metrics_port)
+    except ListenError as exc:
         logger.warning(
-            "worker metrics not served on %s:%d (%s); set TASHOOKS_METRICS_PORT "
-            "to a free port, or 0",
-            settings.host,
-            settings.metrics_port,
-            exc,
+            "worker metrics not served: %s (TASHOOKS_METRICS_PORT=0 turns them off)",
+            exc.advice("TASHOOKS_HOST", "TASHOOKS_METRICS_PORT"),
         )
         await runner.cleanup()
         return None
@@ -111,8 +109,7 @@ async def run_daemon(
                 app[METRICS].extra.append(worker_metrics.registry)
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            await start_site(runner, settings.host, settings.port)  # ListenError if not
             logger.info("receiver listening on http://%s:%d/webhooks", settings.host, settings.port)
         # What start-up allocated lives as long as the process: keep it out of the
         # collector's scans, and collect the young generation less often (requests and

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -323,3 +325,82 @@ def test_register_with_an_empty_api_key_says_so() -> None:
     )
     assert result.returncode == 2
     assert "TASHOOKS_API_KEY" in result.stderr and "empty" in result.stderr
+
+
+def _daemon_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules: []\n")
+    return {
+        "TASHOOKS_REDIS_URL": redis_url,
+        "TASHOOKS_WEBHOOK_SECRET": "s",
+        "TASHOOKS_RULES": str(rules),
+        "TASHOOKS_NAMESPACE": "clitest-listen",
+        "TASHOOKS_METRICS_PORT": "0",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("command", ["serve", "receiver"])
+def test_a_busy_port_is_named_not_blamed_on_redis(
+    redis_url: str, tmp_path: Path, command: str
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _daemon_env(redis_url, tmp_path, TASHOOKS_PORT=str(port))
+        result = tashooks(command, env=env, timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert "Redis" not in result.stderr
+        assert result.stderr.strip().endswith(
+            f"tashooks: TASHOOKS_PORT: port {port} on 127.0.0.1 is in use by another process; "
+            "stop it or set TASHOOKS_PORT"
+        )
+        result = tashooks(command, "--port", str(port), env=env, timeout=30)
+        assert result.returncode == 2
+        assert f"--port: port {port} on 127.0.0.1 is in use" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "receiver"])
+def test_a_host_that_does_not_resolve_is_named(
+    redis_url: str, tmp_path: Path, command: str
+) -> None:
+    env = _daemon_env(redis_url, tmp_path, TASHOOKS_HOST="no.such.host.invalid")
+    result = tashooks(command, env=env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "Redis" not in result.stderr
+    assert "tashooks: TASHOOKS_HOST: cannot resolve 'no.such.host.invalid'" in result.stderr
+    assert "set TASHOOKS_HOST to an address of this machine" in result.stderr
+
+
+def test_a_busy_metrics_port_is_named_in_the_workers_warning(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _daemon_env(
+            redis_url, tmp_path, TASHOOKS_METRICS_PORT=str(port), TASHOOKS_LOG_FORMAT="text"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tashooks.cli", "worker"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        timer = threading.Timer(30, proc.kill)  # no such line: the loop below ends anyway
+        timer.start()
+        line = ""
+        try:
+            for line in proc.stdout:
+                if "metrics" in line:
+                    break
+        finally:
+            timer.cancel()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+    assert "worker metrics not served: TASHOOKS_METRICS_PORT: port" in line
+    assert f"port {port} on 127.0.0.1 is in use by another process" in line
