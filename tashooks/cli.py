@@ -161,10 +161,15 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from tashooks.logs import setup_logging
+    from tashooks.serving import ListenError
     from tashooks.simulate_cmd import run_simulator_forever
 
     setup_logging("INFO")
-    asyncio.run(run_simulator_forever(args.host, args.port, args.api_key))
+    try:
+        asyncio.run(run_simulator_forever(args.host, args.port, args.api_key))
+    except ListenError as exc:
+        print(f"tashooks simulate: {exc.advice('--host', '--port')}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

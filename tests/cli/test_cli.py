@@ -404,3 +404,17 @@ def test_a_busy_metrics_port_is_named_in_the_workers_warning(
             proc.communicate(timeout=30)
     assert "worker metrics not served: TASHOOKS_METRICS_PORT: port" in line
     assert f"port {port} on 127.0.0.1 is in use by another process" in line
+
+
+def test_simulate_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = tashooks("simulate", "--port", str(port), timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"tashooks simulate: --port: port {port} on 127.0.0.1 is in use by another process; "
+        "stop it or set --port"
+    ]
