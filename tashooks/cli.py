@@ -41,7 +41,10 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
     from tashooks.serving import ListenError
 
     settings = _settings(
-        host=args.host, port=args.port, rules=args.rules, shutdown_grace=args.grace
+        host=args.host,
+        port=getattr(args, "port", None),
+        rules=getattr(args, "rules", None),
+        shutdown_grace=getattr(args, "grace", None),
     )
     _setup_logging(settings)
     if receiver:
@@ -61,7 +64,7 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
         return 1
     except ListenError as exc:
         host_name = "--host" if args.host is not None else "TASHOOKS_HOST"
-        port_name = "--port" if args.port is not None else "TASHOOKS_PORT"
+        port_name = "--port" if getattr(args, "port", None) is not None else "TASHOOKS_PORT"
         print(f"tashooks: {exc.advice(host_name, port_name)}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, RedisError) as exc:
@@ -205,6 +208,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 143 if terminated else 130
 
 
+def _port(value: str) -> int:
+    """A port option's value (argparse names the option in its error)."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0 to 65535)")
+    return port
+
+
+def _duration(value: str) -> float:
+    """A duration option's value, e.g. ``30s`` (argparse names the option in its error)."""
+    from receiver.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tashooks",
@@ -218,14 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("receiver", "run the HTTP receiver only"),
         ("worker", "run a worker only"),
     ):
+        # Each command offers only the options it uses: the receiver runs no rules or jobs,
+        # and a worker serves nothing on PORT (its /metrics is on HOST:METRICS_PORT).
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--host", help="bind address (TASHOOKS_HOST)")
-        p.add_argument("--port", type=int, help="bind port (TASHOOKS_PORT)")
-        p.add_argument("--rules", help="rules file (TASHOOKS_RULES)")
-        p.add_argument(
-            "--grace",
-            help="time running jobs get to finish on SIGTERM (TASHOOKS_SHUTDOWN_GRACE, 30s)",
-        )
+        if name == "worker":
+            p.add_argument(
+                "--host",
+                help="address of its /metrics (TASHOOKS_HOST; port TASHOOKS_METRICS_PORT)",
+            )
+        else:
+            p.add_argument("--host", help="bind address (TASHOOKS_HOST)")
+            p.add_argument("--port", type=_port, help="bind port (TASHOOKS_PORT)")
+        if name != "receiver":
+            p.add_argument("--rules", help="rules file (TASHOOKS_RULES)")
+            p.add_argument(
+                "--grace",
+                type=_duration,
+                metavar="DURATION",
+                help="time running jobs get to finish on SIGTERM, e.g. 30s or 2m "
+                "(TASHOOKS_SHUTDOWN_GRACE, 30s)",
+            )
         p.set_defaults(
             func=lambda a, n=name: cmd_daemon(
                 a, receiver=n in ("serve", "receiver"), worker=n in ("serve", "worker")
@@ -264,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run a local tasmanian.cloud API that sends webhooks")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--port", type=_port, default=8090)
     p.add_argument("--api-key", default="sim-key", help="Bearer token it accepts")
     p.set_defaults(func=cmd_simulate)
 

@@ -418,3 +418,27 @@ def test_simulate_on_a_busy_port_says_so_in_one_line() -> None:
         f"tashooks simulate: --port: port {port} on 127.0.0.1 is in use by another process; "
         "stop it or set --port"
     ]
+
+
+def test_daemon_commands_offer_only_the_options_they_use() -> None:
+    # A worker serves nothing on PORT; the receiver runs no rules and no jobs.
+    for args in (("worker", "--port", "19200"), ("receiver", "--grace", "10s")):
+        result = tashooks(*args, env={"TASHOOKS_WEBHOOK_SECRET": "s"}, timeout=30)
+        assert result.returncode == 2, args
+        assert f"unrecognized arguments: {' '.join(args[1:])}" in result.stderr
+    assert "--grace" not in tashooks("receiver", "--help").stdout
+    assert "--port" not in tashooks("worker", "--help").stdout
+    assert "METRICS_PORT" in tashooks("worker", "--help").stdout
+
+
+def test_a_bad_option_value_names_the_option_typed() -> None:
+    for args, said in (
+        (("serve", "--grace", "abc"), "argument --grace: 'abc' is not a duration"),
+        (("worker", "--grace", "abc"), "argument --grace: 'abc' is not a duration"),
+        (("receiver", "--port", "70000"), "argument --port: '70000' is not a port number"),
+        (("simulate", "--port", "x"), "argument --port: 'x' is not a port number"),
+    ):
+        result = tashooks(*args, env={"TASHOOKS_WEBHOOK_SECRET": "s"}, timeout=30)
+        assert result.returncode == 2, args
+        assert said in result.stderr, args
+        assert "TASHOOKS_" not in result.stderr, args
