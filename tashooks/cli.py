@@ -14,7 +14,7 @@ from typing import Any
 
 from receiver.settings import Settings, SettingsError, load_settings, redact_redis_url
 from tashooks.cli_admin import add_admin_commands
-from tashooks.cli_rules import add_check_command, add_commands
+from tashooks.cli_rules import UsageError, add_check_command, add_commands, parse_data
 from tashooks.cli_status import add_status_command
 
 EXIT_USAGE = 2
@@ -78,21 +78,16 @@ def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int
     return 0
 
 
-def _parse_data(pairs: Sequence[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"tashooks send: --data takes key=value, got {pair!r}")
-        data[key] = value
-    return data
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     import httpx
 
     from receiver.signatures import HEADER, sign
 
+    try:
+        data = parse_data(args.data)
+    except UsageError as exc:
+        print(f"tashooks send: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings()
     secret = args.secret
     if secret is None:
@@ -109,7 +104,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         "event": args.type,
         # Milliseconds: two sends of the same data in one second are two events.
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": _parse_data(args.data),
+        "data": data,
     }
     body = json.dumps(doc).encode()
     try:
@@ -277,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
+        metavar="NAME=VALUE",
         help="a field of data (repeatable)",
     )
     p.add_argument("--url", help="receiver URL (default http://HOST:PORT/webhooks)")

@@ -30,6 +30,18 @@ class UsageError(Exception):
     """A mistake in the command line or its input files: exit 2 with the message."""
 
 
+def parse_data(pairs: list[str]) -> dict[str, Any]:
+    """``--data NAME=VALUE`` options (``send``, ``test-rules``) as event data; raise
+    ``UsageError`` for one without ``=`` or a name."""
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--data takes NAME=VALUE, e.g. --data name=web-1; got {pair!r}")
+        data[key] = value
+    return data
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``test-rules``."""
     p = sub.add_parser(
@@ -48,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--data",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
+        metavar="NAME=VALUE",
         help="with --type: a field of data, a string (repeatable)",
     )
     p.add_argument("--rules", help="rules file (default TASHOOKS_RULES or ./rules.yaml)")
@@ -159,13 +171,7 @@ def _event_from(args: argparse.Namespace) -> dict[str, Any]:
     from receiver.events import EventInvalid, parse_event
 
     if args.event is None:
-        data: dict[str, Any] = {}
-        for pair in args.data:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise UsageError(f"--data takes key=value, got {pair!r}")
-            data[key] = value
-        doc: Any = {"event": args.type, "data": data}
+        doc: Any = {"event": args.type, "data": parse_data(args.data)}
     else:
         if args.data:
             raise UsageError("--data goes with --type; with --event, put the data in the file")

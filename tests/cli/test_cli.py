@@ -442,3 +442,12 @@ def test_a_bad_option_value_names_the_option_typed() -> None:
         assert result.returncode == 2, args
         assert said in result.stderr, args
         assert "TASHOOKS_" not in result.stderr, args
+
+
+def test_send_with_a_malformed_data_option_is_a_usage_mistake() -> None:
+    for bad in ("noequals", "=value"):
+        result = tashooks("send", "vps.created", "--data", bad, "--secret", "s", timeout=30)
+        assert result.returncode == 2, bad
+        assert result.stderr == (
+            f"tashooks send: --data takes NAME=VALUE, e.g. --data name=web-1; got {bad!r}\n"
+        )

@@ -174,7 +174,9 @@ def test_usage_and_file_errors_exit_2(tmp_path: Path) -> None:
 
     result = tashooks("test-rules", "--type", "x", "--data", "novalue")
     assert result.returncode == 2
-    assert result.stderr == "tashooks test-rules: --data takes key=value, got 'novalue'\n"
+    assert result.stderr == (
+        "tashooks test-rules: --data takes NAME=VALUE, e.g. --data name=web-1; got 'novalue'\n"
+    )
 
     result = tashooks("test-rules")  # neither --event nor --type
     assert result.returncode == 2
