@@ -29,8 +29,9 @@ def _setup_logging(settings: Settings) -> None:
 def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        raise SystemExit(f"tashooks: {exc}") from None
+    except SettingsError as exc:  # a bad setting is a usage mistake, as in events/status
+        print(f"tashooks: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def cmd_daemon(args: argparse.Namespace, *, receiver: bool, worker: bool) -> int:

@@ -451,3 +451,11 @@ def test_send_with_a_malformed_data_option_is_a_usage_mistake() -> None:
         assert result.stderr == (
             f"tashooks send: --data takes NAME=VALUE, e.g. --data name=web-1; got {bad!r}\n"
         )
+
+
+def test_a_bad_setting_exits_2_in_every_command() -> None:
+    env = {"TASHOOKS_LOG_LEVEL": "bogus", "TASHOOKS_WEBHOOK_SECRET": "s"}
+    for args in (("serve",), ("receiver",), ("worker",), ("send", "a.b"), ("events",)):
+        result = tashooks(*args, env=env, timeout=30)
+        assert result.returncode == 2, args
+        assert "TASHOOKS_LOG_LEVEL: 'bogus' is not one of" in result.stderr, args
