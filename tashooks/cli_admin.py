@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from receiver.auditlog import AuditLog
-from receiver.connection import connect
+from receiver.connection import connect, storage_trouble
 from receiver.deadletters import DeadLetters
 from receiver.durations import format_duration
 from receiver.exceptions import InvalidQuery, NotFound
@@ -83,8 +83,16 @@ def _run(name: str, body: Callable[[Settings], Coroutine[Any, Any, int]]) -> int
         if isinstance(exc, BrokenPipeError):
             return 0
         url = redact_redis_url(settings.redis_url)
+        if not storage_trouble(exc):  # Redis answered: it refused a command
+            print(
+                f"tashooks {name}: Redis at {url} refused a command ({exc}); if another "
+                "application writes keys under TASHOOKS_NAMESPACE, give tashooks a namespace "
+                "of its own, else please report it as a bug",
+                file=sys.stderr,
+            )
+            return 1
         print(
-            f"tashooks {name}: Redis at {url} is unreachable ({exc}); "
+            f"tashooks {name}: Redis at {url} is unreachable or cannot serve now ({exc}); "
             "check that it runs and TASHOOKS_REDIS_URL",
             file=sys.stderr,
         )

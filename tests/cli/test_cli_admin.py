@@ -248,3 +248,17 @@ def test_a_worker_that_loses_redis_never_shows_its_password(tmp_path: Path) -> N
     assert "hunter2secret" not in result.stdout + result.stderr
     assert "Redis at redis://***@127.0.0.1:" in result.stderr
     assert "/3 is unreachable" in result.stderr
+
+
+def test_a_refused_command_is_not_called_an_outage(redis_url: str) -> None:
+    """A key of the namespace holding something else (another application's data) makes
+    Redis refuse the command: that is said as such, not as Redis being unreachable."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(KEYS.deadletter_index, b"not a sorted set")
+    client.close()
+    result = tashooks("dlq", "list", env=env_for(redis_url))
+    assert result.returncode == 1
+    assert "refused a command" in result.stderr and "WRONGTYPE" in result.stderr
+    assert "TASHOOKS_NAMESPACE" in result.stderr and "unreachable" not in result.stderr
