@@ -1,4 +1,4 @@
-"""Serving a local aiohttp app (the simulator, the Slack stand-in) on a real port."""
+"""Serving an aiohttp app (the daemon's, the simulator, the Slack stand-in) on a real port."""
 
 from __future__ import annotations
 
