@@ -125,6 +125,14 @@ async def run_rule(
         )
 
 
+async def superseded_by(svc: Services, payload: Mapping[str, Any]) -> int:
+    """The number of the event's latest replay when it is newer than the run of ``payload``
+    (that run is superseded: the replay runs the rules afresh), else 0."""
+    raw = await svc.redis.hget(svc.keys.event(payload["id"]), "replays")  # type: ignore[misc]
+    replays = int(raw or 0)
+    return replays if replays > int(payload.get("replay") or 0) else 0
+
+
 async def _dead_letter(
     svc: Services,
     payload: Mapping[str, Any],
@@ -134,6 +142,17 @@ async def _dead_letter(
     exc: StepError,
     attempt: int,
 ) -> Outcome:
+    where = spec.label if spec else "its start"
+    replays = await superseded_by(svc, payload)
+    if replays:
+        # A replay queued while this run was going runs the rule again: a dead letter of
+        # this run would let a retry run it a third time. The failure stays on record.
+        error = f"{_text(svc, exc)} (no dead letter: replay {replays} of the event runs it again)"
+        await svc.audit.run(log, "failed", error=error)
+        logger.warning(
+            "rule %s failed at %s: %s", rule.name, where, error, extra={"event_id": payload["id"]}
+        )
+        return Outcome("failed", error)
     dl_id = await svc.deadletters.add(
         {
             "event_id": payload["id"],
@@ -144,10 +163,10 @@ async def _dead_letter(
             "step_type": spec.type if spec else None,
             "error": _text(svc, exc),
             "attempts": attempt,
+            "replay": int(payload.get("replay") or 0),
         }
     )
     await svc.audit.run(log, "failed", error=_text(svc, exc), deadletter=dl_id)
-    where = spec.label if spec else "its start"
     logger.warning(
         "rule %s failed at %s: %s; dead letter %s",
         rule.name,

@@ -30,7 +30,7 @@ from handlers.ordering import ResourceOrder
 from handlers.redact import secret_values
 from handlers.reload import RulesReloader, publish
 from handlers.rules import Rule, RuleSet, load_rules
-from handlers.runner import Outcome, Services, run_rule
+from handlers.runner import Outcome, Services, run_rule, superseded_by
 from handlers.slots import RuleSlots
 from handlers.wakeup import WakingWorker
 from receiver import jobs, logctx
@@ -168,12 +168,12 @@ async def run_rule_job(
     and the older run must not run them a second time."""
     svc: Services = ctx[SERVICES]
     logctx.event_id.set(payload["id"])
-    replays = await svc.redis.hget(svc.keys.event(payload["id"]), "replays")  # type: ignore[misc]
-    if int(replays or 0) > int(payload.get("replay") or 0):
+    replays = await superseded_by(svc, payload)
+    if replays:
         logger.info(
             "rule %s not run again: the event was replayed since (replay %s)",
             rule_name,
-            int(replays),
+            replays,
             extra={"event_id": payload["id"]},
         )
         return "superseded"
@@ -191,7 +191,25 @@ async def run_rule_job(
         await svc.audit.run(RunLog(payload["id"], rule_name), "failed", deadletter=dl_id)
         return "failed"
     made = {int(k): v for k, v in (attempts_made or {}).items()}
-    outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=throttle)
+    data = payload["event"].get("data")
+    resource = data.get("id") if isinstance(data, dict) else None
+    if not rule.ordered or not isinstance(resource, str) or not resource:
+        outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=throttle)
+        await _defer_if_needed(ctx, payload, rule_name, outcome)
+        return outcome.status
+    # An ordered rule's deferred run keeps its place: under the resource's lock, and not at
+    # all once a newer event about the resource was handled while it waited (stale).
+    # Replays and dead-letter retries are asked for by a person: never stale.
+    order: ResourceOrder = ctx["order"]
+    async with order.locked(resource, int(payload.get("ts_ms", 0))) as lease:
+        if not lease.fresh and not payload.get("replay") and not payload.get("retry"):
+            await svc.audit.run(
+                RunLog(payload["id"], rule_name),
+                "stale",
+                error="a newer event about this resource was handled while this run waited",
+            )
+            return "stale"
+        outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=throttle)
     await _defer_if_needed(ctx, payload, rule_name, outcome)
     return outcome.status
 

@@ -5,6 +5,7 @@ Hierarchy::
     ReceiverError
     ├── StoreUnavailable   Redis could not be reached or did not confirm the write
     ├── NotFound           no event / dead letter with that id (kind=, id=)
+    │   └── Superseded     a dead letter of a run that a replay of its event superseded
     └── InvalidQuery       a query parameter of the admin API or the CLI is wrong (field=)
 """
 
@@ -29,6 +30,23 @@ class NotFound(ReceiverError):
 
     def __str__(self) -> str:
         return f"no {self.kind} {self.id}"
+
+
+class Superseded(NotFound):
+    """The dead letter ``id`` was of a run that replay ``replay`` of ``event_id`` superseded
+    (the replay ran the rule again); it is removed instead of retried."""
+
+    def __init__(self, id: str, event_id: str, replay: int) -> None:
+        super().__init__("dead letter", id)
+        self.event_id = event_id
+        self.replay = replay
+
+    def __str__(self) -> str:
+        return (
+            f"dead letter {self.id} was of a run that replay {self.replay} of event "
+            f"{self.event_id} superseded (the replay ran the rule again); it is removed, "
+            f"not retried: see the event's runs for how the replay went"
+        )
 
 
 class InvalidQuery(ReceiverError):

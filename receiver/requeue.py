@@ -30,7 +30,7 @@ from receiver import jobs
 from receiver.auditlog import AuditLog
 from receiver.deadletters import DeadLetters, run_key
 from receiver.events import EventInvalid, parse_timestamp
-from receiver.exceptions import NotFound
+from receiver.exceptions import NotFound, Superseded
 from receiver.keys import Keys
 from receiver.records import text
 
@@ -191,6 +191,10 @@ class Requeue:
             raise NotFound("dead letter", deadletter_id)
         event_id = str(record["event_id"])
         raw: dict[str, Any] = record["event"]
+        replays = int(await self.redis.hget(self.keys.event(event_id), "replays") or 0)  # type: ignore[misc]
+        if int(record.get("replay") or 0) < replays:
+            await self.deadletters.remove(deadletter_id)
+            raise Superseded(deadletter_id, event_id, replays)
         received_raw = await self.redis.hget(self.keys.event(event_id), "received_ms")  # type: ignore[misc]
         received_ms = int(text(received_raw) or record.get("failed_at_ms") or 0)
         rule = record.get("rule")
@@ -199,11 +203,10 @@ class Requeue:
         else:
             n = await self._count(event_id, "retries")
             job_id = f"{event_id}:{rule}:retry:{n}"
-            # Of the event's current generation (a replay removed the dead letters of
-            # earlier ones), and a new request to the platform (its own Idempotency-Key).
-            replays = await self.redis.hget(self.keys.event(event_id), "replays")  # type: ignore[misc]
+            # Of the event's current generation, and a new request to the platform (its own
+            # Idempotency-Key).
             payload = jobs.event_payload(
-                event_id, raw, received_ms, _ts_ms(raw), replay=int(replays or 0), retry=n
+                event_id, raw, received_ms, _ts_ms(raw), replay=replays, retry=n
             )
             done = await self._queue(
                 job_id,

@@ -25,7 +25,7 @@ from receiver.auditlog import AuditLog
 from receiver.connection import connect, storage_trouble
 from receiver.deadletters import DeadLetters
 from receiver.durations import format_duration
-from receiver.exceptions import InvalidQuery, NotFound
+from receiver.exceptions import InvalidQuery, NotFound, Superseded
 from receiver.keys import Keys
 from receiver.query import MAX_LIMIT, STREAM_START, EventQuery, parse_time
 from receiver.requeue import Requeue
@@ -102,6 +102,8 @@ def _run(name: str, body: Callable[[Settings], Coroutine[Any, Any, int]]) -> int
 
 
 def _not_found(exc: NotFound, settings: Settings) -> _Failed:
+    if isinstance(exc, Superseded):
+        return _Failed(str(exc))
     if exc.kind == "event":
         window = format_duration(settings.dedup_window)
         return _Failed(f"no event {exc.id} in the last {window}; see `tashooks events`")
@@ -260,6 +262,9 @@ async def _dlq_retry(settings: Settings, dl_id: str | None) -> int:
         for one in ids:
             try:
                 queued = await requeue.retry(one)
+            except Superseded as exc:
+                print(f"{one}: {exc}")
+                continue
             except NotFound:
                 continue  # retried or deleted by someone else meanwhile
             retried += 1

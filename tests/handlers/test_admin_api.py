@@ -250,3 +250,68 @@ async def test_a_retry_after_the_cause_is_fixed_is_a_new_request(
         f"{event_id}:bucket:0:retry1",
         f"{event_id}:bucket:0:replay1",
     ]
+
+
+ORDERED_RULES = """
+version: 1
+defaults:
+  retry: {attempts: 2, backoff: exponential, initial: 10ms, max: 20ms}
+targets:
+  ops: {type: slack, url: "${SLACK_URL}", allow_private: true}
+rules:
+  - name: say
+    on: vps.status_changed
+    steps:
+      - slack: {target: ops, text: "{{ event.data.id }} {{ event.data.status }}"}
+"""
+
+
+async def _bring_forward(stack: Stack, marker: bytes) -> bytes:
+    """Make the queued job whose id holds ``marker`` due now (as if its wait had passed)."""
+    for _ in range(250):
+        found = [m for m in await stack.redis.zrange(stack.keys.queue, 0, -1) if marker in m]
+        if found:
+            await stack.redis.zadd(stack.keys.queue, {found[0]: int(time.time() * 1000)})
+            return found[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no queued job with {marker!r}")
+
+
+async def test_a_deferred_run_overtaken_by_a_newer_event_is_stale(
+    make_stack: StackFactory,
+) -> None:
+    """Order per resource holds across a deferral: the older event's run, deferred by a
+    long rate limit, does not have the last word once a newer event was handled."""
+    stack = await make_stack(ORDERED_RULES, admin_token=TOKEN)
+    stack.slack.fail(SLACK_PATH, "rate_limited", retry_after=120, count=1)
+    older = await stack.send("vps.status_changed", id="vps_1", status="stopped")
+    assert (await stack.wait_runs(older))[0]["status"] == "deferred"
+    newer = await stack.send("vps.status_changed", id="vps_1", status="running")
+    assert (await stack.wait_runs(newer))[0]["status"] == "ok"
+
+    job = await _bring_forward(stack, b":deferred:")
+    runs = await stack.wait_runs(older, 2)
+    assert runs[-1]["status"] == "stale"
+    for _ in range(250):
+        if not await stack.redis.exists(stack.keys.job(job.decode())):
+            break
+        await asyncio.sleep(0.02)
+    assert [m.text for m in stack.slack.state.messages] == ["vps_1 running"]
+
+
+async def test_a_run_failing_after_a_replay_was_queued_leaves_no_dead_letter(
+    make_stack: StackFactory,
+) -> None:
+    """The replay runs the rule again; a dead letter of the superseded run would let a
+    retry run it a third time. Its failure is still on record."""
+    stack = await make_stack(API_RULES, admin_token=TOKEN)
+    stack.sim.state.add_fault("/v1/vps", method="GET", status=404, delay=1.0, count=1)
+    event_id = await stack.send("vps.created", id="vps_1")
+    await asyncio.sleep(0.3)  # the run waits for the slow 404
+    await api(stack, "POST", f"/events/{event_id}/replay", 202)
+    runs = await stack.wait_runs(event_id, 2)
+    assert sorted(r["status"] for r in runs) == ["failed", "ok"]
+    [failed] = [r for r in runs if r["status"] == "failed"]
+    assert "no dead letter: replay 1 of the event runs it again" in failed["error"]
+    assert (await api(stack, "GET", "/deadletters"))["data"] == []
+    assert stack.sim.state.calls("GET", "/v1/vps") == 2

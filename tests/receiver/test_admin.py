@@ -328,8 +328,30 @@ async def test_a_retry_is_of_the_events_current_generation(
     assert (await admin.post(f"/events/{event_id}/replay", headers=AUTH)).status == 202
     store = DeadLetters(redis, KEYS)
     raw = json.loads(make_body("vps.created", id="vps_1"))
-    dl_id = await store.add({"event_id": event_id, "event": raw, "rule": "notify", "error": "e"})
+    # The replay's run failed: its dead letter is of replay 1.
+    dl_id = await store.add(
+        {"event_id": event_id, "event": raw, "rule": "notify", "error": "e", "replay": 1}
+    )
     resp = await admin.post(f"/deadletters/{dl_id}/retry", headers=AUTH)
     job_id = (await resp.json())["job_id"]
     [payload, rule, _] = json.loads(await redis.get(KEYS.job(job_id)))["a"]
     assert rule == "notify" and payload["replay"] == 1 and payload["retry"] == 1
+
+
+async def test_a_dead_letter_of_a_superseded_run_is_removed_not_retried(
+    admin: Client, redis: aioredis.Redis
+) -> None:
+    """A run that failed after a replay of its event was queued (the replay runs the rule
+    again): retrying its dead letter would run the rule a third time."""
+    event_id = await deliver(admin, "vps.created", id="vps_1")
+    assert (await admin.post(f"/events/{event_id}/replay", headers=AUTH)).status == 202
+    store = DeadLetters(redis, KEYS)
+    raw = json.loads(make_body("vps.created", id="vps_1"))
+    dl_id = await store.add({"event_id": event_id, "event": raw, "rule": "notify", "error": "e"})
+    queued = await redis.zcard(KEYS.queue)
+    resp = await admin.post(f"/deadletters/{dl_id}/retry", headers=AUTH)
+    assert resp.status == 404
+    error = (await resp.json())["error"]
+    assert error["code"] == "not_found"
+    assert f"replay 1 of event {event_id} superseded" in error["message"]
+    assert await store.get(dl_id) is None and await redis.zcard(KEYS.queue) == queued
