@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from handlers.schema import did_you_mean, kind_of
 from handlers.steps.base import Target
 from handlers.stepschema import StepReader
 from handlers.templates import Template
-from handlers.yamlload import Map, Node, Scalar, Seq, parse
+from handlers.yamlload import Map, Node, PlaceholderEnv, Scalar, Seq, parse
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -85,10 +86,36 @@ def check_rules(
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         return None, [Problem(file, line, "the rules file is not valid UTF-8")]
-    root, problems = parse(text, file=file, env=os.environ if env is None else env)
+    source = os.environ if env is None else env
+    used = source if isinstance(source, PlaceholderEnv) else _Used(source)
+    root, problems = parse(text, file=file, env=used)
     loader = _Loader(file, problems)
     ruleset = loader.load(root, Path(path), hashlib.sha256(data).hexdigest())
+    if ruleset is not None and isinstance(used, _Used):
+        ruleset = replace(ruleset, env_values=tuple(sorted(used.taken)))
     return ruleset, sorted(loader.problems, key=lambda problem: problem.line)
+
+
+class _Used(Mapping[str, str]):
+    """``env``, noting the values the file takes from it."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.taken: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        value = self.env[name]
+        self.taken.add(value)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.env
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
 
 
 class _Loader(StepReader):

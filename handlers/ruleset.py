@@ -185,6 +185,9 @@ class RuleSet:
     warnings: tuple[Problem, ...] = ()
     # The file's ``tests:`` (run by ``tashooks check --test``; the worker ignores them).
     tests: tuple[RuleTest, ...] = ()
+    # The values ``${NAME}`` put into the file: masked in audit records and logs like the
+    # configured secrets (a webhook URL or a token is often one of them).
+    env_values: tuple[str, ...] = ()
 
     @property
     def version_hash(self) -> str:

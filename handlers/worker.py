@@ -261,6 +261,15 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
             logger.exception("worker heartbeat failed")
 
 
+def _mask_in_logs(values: tuple[str, ...]) -> None:
+    """Have the log handlers' secret filters (``tashooks.logs``) mask ``values`` too."""
+    for handler in logging.getLogger().handlers:
+        for log_filter in handler.filters:
+            add = getattr(log_filter, "add_secrets", None)
+            if add is not None:
+                add(values)
+
+
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
@@ -290,8 +299,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
         rules=rules,
         slots=RuleSlots(redis, keys),
         metrics=metrics,
-        secrets=secret_values(settings.secret_values()),
+        secrets=secret_values([*settings.secret_values(), *rules.env_values]),
     )
+    _mask_in_logs(rules.env_values)
     ctx["order"] = ResourceOrder(batch, keys, settings.dedup_window)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{id(ctx) & 0xFFFF:x}"
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
@@ -302,6 +312,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
         def apply(new: RuleSet) -> None:
             svc.rules = new
+            svc.secrets = secret_values([*settings.secret_values(), *new.env_values])
+            _mask_in_logs(new.env_values)
             ctx["rules"] = new
 
         reloader = RulesReloader(rules.path, rules, apply, redis, keys, svc.audit)

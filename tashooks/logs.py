@@ -28,6 +28,11 @@ class ContextFilter(logging.Filter):
         # Short values would mask innocent text; secrets are long.
         self.secrets = sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True)
 
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """Mask ``values`` too from now on (the worker's ``${NAME}`` values of the rules)."""
+        more = {s for s in values if len(s) >= 6} - set(self.secrets)
+        self.secrets = sorted([*self.secrets, *more], key=len, reverse=True)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "event_id", None) is None:
             record.event_id = logctx.event_id.get()

@@ -46,3 +46,12 @@ def test_secret_values_are_masked_wherever_they_appear() -> None:
     message = record.getMessage()
     assert "XYZSECRET123" not in message and "abcdefgh12345" not in message
     assert message == "calling https://hooks.example/services/*** with token=***"
+
+
+def test_values_added_later_are_masked_too() -> None:
+    """The worker adds the rules' ``${NAME}`` values once it has loaded them."""
+    log_filter = ContextFilter(["webhook-secret"])
+    log_filter.add_secrets(["https://hooks.example/T1/B1/XYZ", "short"])
+    record = _record("posting to %s failed (%s)", "https://hooks.example/T1/B1/XYZ", "short")
+    log_filter.filter(record)
+    assert record.getMessage() == "posting to *** failed (short)"

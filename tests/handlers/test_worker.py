@@ -483,3 +483,28 @@ async def test_a_finished_job_leaves_nothing_queued(make_stack: StackFactory) ->
         )
     assert not await stack.redis.exists(stack.keys.resource_lock("vps_1"))
     assert not await stack.redis.exists(stack.keys.resource_lock("vps_2"))
+
+
+async def test_values_from_the_environment_are_masked_in_audit_records(
+    make_stack: StackFactory,
+) -> None:
+    """A ``${NAME}`` value (a token, a webhook URL) is kept out of the audit stream like
+    the configured secrets: the step's recorded params show it masked."""
+    stack = await make_stack("""
+        version: 1
+        targets:
+          sink: {type: http, url: "${SINK_URL}", allow_private: true}
+        rules:
+          - name: forward
+            on: vps.created
+            steps:
+              - http: {target: sink, headers: {X-Custom: "v-${SLACK_URL}"}, json: {a: 1}}
+    """)
+    event_id = await stack.send("vps.created", id="vps_1")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "ok"
+    [request] = [r for r in stack.slack.state.requests if r.path == "/sink/audit"]
+    secret = stack.slack.url_for(SLACK_PATH)
+    assert request.headers["X-Custom"] == f"v-{secret}"  # sent as written
+    [step] = [r for r in await stack.audit(event_id) if r["kind"] == "step"]
+    assert secret not in json.dumps(step)
+    assert "v-***" in step["params"]
