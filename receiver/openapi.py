@@ -199,6 +199,7 @@ def _paths() -> dict[str, Any]:
                     "202": _json("stored and queued", _ref("Delivery")),
                     "400": _error("body not valid for its Content-Encoding"),
                     "401": _error("signature missing or wrong"),
+                    "408": _error("the body did not arrive within 30 s"),
                     "413": _error("body too large"),
                     "415": _error("Content-Encoding not supported (gzip and deflate are)"),
                     "422": _error("not a valid event"),
@@ -363,6 +364,20 @@ def _paths() -> dict[str, Any]:
     }
 
 
+# Every operation may also answer these, in the same error format.
+_DEFAULT_ERROR = _error(
+    "any other error, in the same format: 405 method_not_allowed (with Allow), "
+    "500 internal_error (details in the server's log)"
+)
+
+
+def _with_default_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"].setdefault("default", _DEFAULT_ERROR)
+    return paths
+
+
 def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
     """The document (a fresh dict each call)."""
     return copy.deepcopy(
@@ -374,7 +389,7 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                 "description": "Webhook receiver for tasmanian.cloud and its admin API "
                 "(Bearer TASHOOKS_ADMIN_TOKEN; off, 404, when unset).",
             },
-            "paths": _paths(),
+            "paths": _with_default_errors(_paths()),
             "components": {
                 "schemas": _SCHEMAS,
                 "securitySchemes": {

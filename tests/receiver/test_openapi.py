@@ -47,3 +47,15 @@ async def test_document_is_served_without_the_admin_api(client: Client) -> None:
     resp = await client.get("/openapi.json")
     assert resp.status == 200
     assert "/webhooks" in (await resp.json())["paths"]
+
+
+async def test_every_answer_the_receiver_gives_is_documented(client: Client) -> None:
+    """The 408 of a slow body, and a default error answer (405, 500) on every operation."""
+    doc = await (await client.get("/openapi.json")).json()
+    assert "408" in doc["paths"]["/webhooks"]["post"]["responses"]
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            default = operation["responses"]["default"]
+            assert "method_not_allowed" in default["description"]
+    resp = await client.get("/webhooks")  # the default answer, as served
+    assert resp.status == 405 and "error" in await resp.json()
