@@ -85,6 +85,10 @@ class StepSpec:
     id: str | None = None
     continue_on_error: bool = False
     condition: Predicate | None = None
+    # What a run's progress records the step under: a digest of its definition (and its
+    # occurrence, for identical steps), so a re-run after the rule was edited — a step
+    # inserted, removed or changed — skips only the steps that ran as they are now.
+    key: str = ""
 
     @property
     def label(self) -> str:

@@ -189,10 +189,12 @@ async def _run_rule(
 ) -> Outcome:
     event_id = payload["id"]
     progress_key = svc.keys.progress(event_id, rule.name)
-    done: dict[int, Any] = {}
+    done: dict[str, Any] = {}
     if not fresh:
         done_raw: dict[bytes, bytes] = await svc.redis.hgetall(progress_key)  # type: ignore[misc]
-        done = {int(k): json.loads(v) for k, v in done_raw.items()}
+        done = {k.decode(): json.loads(v) for k, v in done_raw.items()}
+        if done and all(k.isdigit() for k in done):  # by position: an older tashooks
+            done = {rule.steps[int(k)].key: v for k, v in done.items() if int(k) < len(rule.steps)}
     elif payload.get("replay"):
         await svc.redis.delete(progress_key)  # a replay starts over
     if check_throttle and not done:
@@ -212,9 +214,9 @@ async def _run_rule(
     steps: dict[str, Any] = {}
     for spec in rule.steps:
         last = spec is rule.steps[-1]
-        if spec.index in done:
+        if spec.key in done:
             if spec.id:
-                steps[spec.id] = done[spec.index]
+                steps[spec.id] = done[spec.key]
             continue
         context = _context(payload, rule, steps)
         first_attempt = 1 + (attempts_made or {}).get(spec.index, 0)
@@ -299,7 +301,7 @@ async def _finish_step(
     if last:
         return
     async with svc.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(progress_key, str(spec.index), json.dumps(result, default=str))
+        pipe.hset(progress_key, spec.key, json.dumps(result, default=str))
         pipe.expire(progress_key, max(1, int(svc.retention_s)))
         svc.audit.flush_into(pipe, log)
         await pipe.execute()

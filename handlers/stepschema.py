@@ -7,7 +7,11 @@ and by ``StepSpec.render`` after rendering. Each string parameter not in the ste
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,7 +64,18 @@ class StepReader(Reader):
             self.step(item, index, rule, ids, timeout, retry)
             for index, item in enumerate(node.items)
         ]
-        return [s for s in steps if s is not None] if all(steps) else None
+        if not all(steps):
+            return None
+        seen: Counter[str] = Counter()
+        keyed: list[StepSpec] = []
+        for spec, item in zip(steps, node.items, strict=True):
+            assert spec is not None
+            definition = json.dumps(to_python(item), sort_keys=True, default=str)
+            digest = hashlib.sha256(definition.encode()).hexdigest()[:16]
+            seen[digest] += 1
+            key = digest if seen[digest] == 1 else f"{digest}#{seen[digest]}"
+            keyed.append(replace(spec, key=key))
+        return keyed
 
     def step(
         self,

@@ -110,10 +110,12 @@ StackFactory = Callable[..., Awaitable[Stack]]
 @pytest.fixture
 async def make_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
     """``await make_stack(rules_yaml, **settings)``: start everything with that rules file;
-    keyword arguments override settings (e.g. ``admin_token="t"`` turns the admin API on)."""
+    keyword arguments override settings (e.g. ``admin_token="t"`` turns the admin API on).
+    ``watch_rules=True``: the worker loads the file itself (``${NAME}`` from the process's
+    environment) and reloads it when it changes, as ``tashooks worker`` does."""
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def factory(rules_yaml: str, **overrides: Any) -> Stack:
+    async def factory(rules_yaml: str, watch_rules: bool = False, **overrides: Any) -> Stack:
         sim = await start_simulator(
             SimulatorConfig(api_key=API_KEY, boot_delay=0.05, ready_delay=0.05), "127.0.0.1", 0
         )
@@ -138,13 +140,13 @@ async def make_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[StackFacto
                 **overrides,
             }
         )
-        rules = load_rules(rules_file, env=env)
+        rules = None if watch_rules else load_rules(rules_file, env=env)
         stop = asyncio.Event()
         started = asyncio.Event()
         task = asyncio.create_task(
             run_daemon(
                 settings,
-                rules=rules,
+                rules=None if watch_rules else rules,
                 stop=stop,
                 started=started,
                 install_signals=False,

@@ -315,3 +315,50 @@ async def test_a_run_failing_after_a_replay_was_queued_leaves_no_dead_letter(
     assert "no dead letter: replay 1 of the event runs it again" in failed["error"]
     assert (await api(stack, "GET", "/deadletters"))["data"] == []
     assert stack.sim.state.calls("GET", "/v1/vps") == 2
+
+
+EDITABLE = """
+version: 1
+defaults:
+  retry: {{attempts: 2, backoff: exponential, initial: 10ms, max: 20ms}}
+rules:
+  - name: build
+    on: build.wanted
+    steps:{inserted}
+      - api: {{method: GET, path: "/vps"}}
+      - api: {{call: storage.create_bucket, json: {{name: "{{{{ event.data.name }}}}"}}}}
+"""
+
+
+async def test_a_retry_after_the_rule_was_edited_skips_only_what_ran_as_it_is_now(
+    make_stack: StackFactory,
+) -> None:
+    """Finished steps are recorded by what they are, not where they stand: after a step is
+    inserted before them, a retry runs the new step and the failed one, and does not
+    repeat the one that had finished."""
+    stack = await make_stack(EDITABLE.format(inserted=""), watch_rules=True, admin_token=TOKEN)
+    created = await stack.http.post(
+        f"{stack.sim.url}/storage/buckets",
+        json={"name": "bkt-edit"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert created.status_code == 201
+    event_id = await stack.send("build.wanted", name="bkt-edit")
+    assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
+    [dead] = (await api(stack, "GET", "/deadletters"))["data"]
+
+    version = await stack.redis.get(stack.keys.rules_version)
+    inserted = '\n      - api: {method: GET, path: "/storage/buckets"}'
+    stack.settings.rules.write_text(EDITABLE.format(inserted=inserted))
+    for _ in range(300):  # the worker notices the change within a second or two
+        if await stack.redis.get(stack.keys.rules_version) != version:
+            break
+        await asyncio.sleep(0.02)
+    assert await stack.redis.get(stack.keys.rules_version) != version
+
+    del stack.sim.state.buckets["bkt-edit"]  # the cause, fixed
+    await api(stack, "POST", f"/deadletters/{dead['id']}/retry", 202)
+    assert (await stack.wait_runs(event_id, 2))[-1]["status"] == "ok"
+    assert "bkt-edit" in stack.sim.state.buckets
+    assert stack.sim.state.calls("GET", "/v1/vps") == 1  # not repeated
+    assert stack.sim.state.calls("GET", "/v1/storage/buckets") == 1  # the new step ran

@@ -1134,3 +1134,26 @@ def test_an_empty_event_type_is_an_error(tmp_path: Path) -> None:
         "5: on: an empty event type matches nothing; write e.g. vps.created",
         "9: on: an empty event type matches nothing; write e.g. vps.created",
     ]
+
+
+def test_steps_are_keyed_by_what_they_are(tmp_path: Path) -> None:
+    """A run's progress names steps by their definition: identical steps apart, the same
+    step the same wherever it stands, an edited step anew."""
+    text = """
+        version: 1
+        rules:
+          - name: r
+            on: vps.created
+            steps:{first}
+              - log: {{message: hi}}
+              - log: {{message: hi}}
+              - log: {{message: "{{{{ event.data.id }}}}"}}
+    """
+    [rule] = load(tmp_path, text.format(first="")).rules
+    keys = [s.key for s in rule.steps]
+    assert len(set(keys)) == 3 and keys[1] == keys[0] + "#2"
+    [moved] = load(tmp_path, text.format(first="\n              - log: {message: new}")).rules
+    assert [s.key for s in moved.steps][1:] == keys
+    edited = text.format(first="").replace('"{{ event.data.id }}"', '"{{ event.data.name }}"')
+    [changed] = load(tmp_path, edited).rules
+    assert [s.key for s in changed.steps][:2] == keys[:2] and changed.steps[2].key != keys[2]
