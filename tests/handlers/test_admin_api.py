@@ -184,6 +184,16 @@ rules:
 """
 
 
+async def create_bucket(stack: Stack, name: str) -> None:
+    """Create a bucket on the simulated platform (so creating it again is refused)."""
+    created = await stack.http.post(
+        f"{stack.sim.url}/storage/buckets",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert created.status_code == 201
+
+
 async def test_a_replay_supersedes_a_deferred_run(make_stack: StackFactory) -> None:
     """A run deferred by a long rate limit does not run again after a replay ran the
     event's rules afresh (it would repeat them)."""
@@ -220,12 +230,7 @@ async def test_a_retry_after_the_cause_is_fixed_is_a_new_request(
     Idempotency-Key once the cause is gone: the platform acts instead of answering the
     retry with its earlier refusal. A replay is a new request too."""
     stack = await make_stack(API_RULES, admin_token=TOKEN)
-    created = await stack.http.post(
-        f"{stack.sim.url}/storage/buckets",
-        json={"name": "bkt-idem"},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    assert created.status_code == 201
+    await create_bucket(stack, "bkt-idem")
     event_id = await stack.send("bucket.wanted", name="bkt-idem")
     assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
     [dead] = (await api(stack, "GET", "/deadletters"))["data"]
@@ -337,12 +342,7 @@ async def test_a_retry_after_the_rule_was_edited_skips_only_what_ran_as_it_is_no
     inserted before them, a retry runs the new step and the failed one, and does not
     repeat the one that had finished."""
     stack = await make_stack(EDITABLE.format(inserted=""), watch_rules=True, admin_token=TOKEN)
-    created = await stack.http.post(
-        f"{stack.sim.url}/storage/buckets",
-        json={"name": "bkt-edit"},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    assert created.status_code == 201
+    await create_bucket(stack, "bkt-edit")
     event_id = await stack.send("build.wanted", name="bkt-edit")
     assert (await stack.wait_runs(event_id))[0]["status"] == "failed"
     [dead] = (await api(stack, "GET", "/deadletters"))["data"]
