@@ -158,7 +158,9 @@ class AuditLog:
         return {
             "id": event_id,
             "stream_id": stream_id,
-            "received_at": iso_ms(received_ms),
+            # The stream entry's time, as the event list shows it (the hash's received_ms is
+            # the receiver's clock, which may be a millisecond apart).
+            "received_at": record.get("at") or iso_ms(received_ms),
             "type": text(event_hash.get(b"type")),
             "resource": text(event_hash.get(b"resource")) or None,
             "source": record.get("source") or None,

@@ -355,3 +355,12 @@ async def test_a_dead_letter_of_a_superseded_run_is_removed_not_retried(
     assert error["code"] == "not_found"
     assert f"replay 1 of event {event_id} superseded" in error["message"]
     assert await store.get(dl_id) is None and await redis.zcard(KEYS.queue) == queued
+
+
+async def test_the_list_and_the_detail_give_the_same_received_at(
+    admin: Client, redis: aioredis.Redis
+) -> None:
+    ids = [await deliver(admin, "vps.created", id=f"vps_{n}") for n in range(20)]
+    listed = {e["id"]: e["received_at"] for e in (await get(admin, "/events"))["data"]}
+    for event_id in ids:
+        assert (await get(admin, f"/events/{event_id}"))["received_at"] == listed[event_id]
