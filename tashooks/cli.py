@@ -126,6 +126,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from handlers.schema import did_you_mean
+    from receiver.events import KNOWN_EVENT_TYPES
     from tashooks.register import RegisterError, new_secret, register_webhook
 
     settings = _settings()
@@ -136,7 +138,14 @@ def cmd_register(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    events = [e for item in args.events for e in item.split(",") if e] or None
+    events = [e.strip() for item in args.events for e in item.split(",") if e.strip()] or None
+    for unknown in [e for e in events or () if e not in KNOWN_EVENT_TYPES]:
+        print(
+            f"tashooks register: warning: {unknown!r} is not one of the platform's event types "
+            f"({', '.join(KNOWN_EVENT_TYPES)}){did_you_mean(unknown, KNOWN_EVENT_TYPES)}; "
+            "registering it as given",
+            file=sys.stderr,
+        )
     secret = new_secret()
     try:
         answer = asyncio.run(

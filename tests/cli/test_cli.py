@@ -298,14 +298,17 @@ async def test_register_creates_the_webhook_and_prints_the_secret_once() -> None
             "--url",
             "http://127.0.0.1:9/webhooks",
             "--events",
-            "kubernetes.ready,vps.created",
+            "kubernetes.ready,vps.create",
             env=env,
         )
         assert result.returncode == 0, result.stderr
+        # A type the platform does not list: said, and registered as given.
+        assert "warning: 'vps.create' is not one of the platform's event types" in result.stderr
+        assert "vps.created" in result.stderr  # the likely one
         secret = result.stdout.strip().splitlines()[-1]
         [hook] = sim.state.webhooks.values()
         assert hook.url == "http://127.0.0.1:9/webhooks"
-        assert sorted(hook.events) == ["kubernetes.ready", "vps.created"]
+        assert sorted(hook.events) == ["kubernetes.ready", "vps.create"]
         assert hook.secret == secret and len(secret) >= 32
         bad = await asyncio.to_thread(
             tashooks,
