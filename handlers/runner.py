@@ -217,6 +217,9 @@ async def _run_rule(
         if spec.key in done:
             if spec.id:
                 steps[spec.id] = done[spec.key]
+            # Shown in the run's record (the event view), not written to the stream again.
+            earlier = {"step": spec.index, "step_id": spec.id, "status": "done", "earlier": True}
+            log.steps.append({k: v for k, v in earlier.items() if v is not None})
             continue
         context = _context(payload, rule, steps)
         first_attempt = 1 + (attempts_made or {}).get(spec.index, 0)

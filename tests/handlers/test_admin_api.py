@@ -362,3 +362,7 @@ async def test_a_retry_after_the_rule_was_edited_skips_only_what_ran_as_it_is_no
     assert "bkt-edit" in stack.sim.state.buckets
     assert stack.sim.state.calls("GET", "/v1/vps") == 1  # not repeated
     assert stack.sim.state.calls("GET", "/v1/storage/buckets") == 1  # the new step ran
+    # The event view shows the whole run, the step done by the first attempt included.
+    [run] = (await settled(stack, event_id))["runs"]
+    assert [(s["step"], s["status"]) for s in run["steps"]] == [(0, "ok"), (1, "done"), (2, "ok")]
+    assert run["steps"][1]["earlier"] is True
