@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -20,6 +21,8 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from handlers.audit import Audit, RunLog
 from handlers.batch import Batcher, Command
@@ -37,7 +40,7 @@ from receiver import jobs, logctx
 from receiver.connection import RETRY_ERRORS, connect, retry_policy
 from receiver.deadletters import DeadLetters
 from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.settings import Settings, redact_redis_url
 
 logger = logging.getLogger("tashooks.worker")
 
@@ -257,8 +260,51 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
                 await pipe.execute()
             await order.refresh()
             await svc.slots.refresh()
+        except (RedisError, OSError) as exc:  # an outage: the commands retry meanwhile
+            logger.warning(
+                "Redis unreachable (%s): the worker keeps retrying for up to %gs "
+                "(TASHOOKS_REDIS_RETRY), then exits; check that Redis runs",
+                exc,
+                ctx["settings"].redis_retry,
+            )
         except Exception:  # never let the heartbeat die: log and try again
             logger.exception("worker heartbeat failed")
+
+
+async def wait_for_redis(settings: Settings, stop: asyncio.Event | None = None) -> bool:
+    """Wait up to ``REDIS_RETRY`` for Redis to answer before the worker starts, saying so
+    every few seconds; False when ``stop`` was set meanwhile. Raises ``RedisConnectionError``
+    when it does not answer in time (the caller exits non-zero for its supervisor)."""
+    deadline = time.monotonic() + settings.redis_retry
+    said = -math.inf
+    client = connect(settings.redis_url, socket_timeout=2.0)
+    try:
+        while True:
+            try:
+                await client.ping()
+                return True
+            except (RedisError, OSError) as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RedisConnectionError(str(exc) or type(exc).__name__) from exc
+                if time.monotonic() - said >= 10:
+                    said = time.monotonic()
+                    logger.warning(
+                        "Redis at %s is unreachable (%s); the worker waits for it %.0fs more "
+                        "(TASHOOKS_REDIS_RETRY); check that it runs and TASHOOKS_REDIS_URL",
+                        redact_redis_url(settings.redis_url),
+                        exc,
+                        left,
+                    )
+            if stop is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
+                    return False
+            else:
+                await asyncio.sleep(1.0)
+    finally:
+        await client.aclose()
 
 
 def _mask_in_logs(values: tuple[str, ...]) -> None:
@@ -364,7 +410,9 @@ def create_worker(
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     redis_settings.retry = retry_policy(settings.redis_retry)
     redis_settings.retry_on_error = RETRY_ERRORS
-    redis_settings.conn_retries = max(1, int(settings.redis_retry))
+    # wait_for_redis has seen Redis answer: arq's own retries (each a whole retry policy
+    # long) would only multiply the wait when it is gone again.
+    redis_settings.conn_retries = 1
     ctx: dict[str, Any] = {
         "settings": settings,
         "rules": rules,

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from handlers.metrics import WorkerMetrics
 from handlers.rules import RuleSet
-from handlers.worker import create_worker, reload_rules
+from handlers.worker import create_worker, reload_rules, wait_for_redis
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.state import METRICS
@@ -96,6 +96,8 @@ async def run_daemon(
     metrics_runner: web.AppRunner | None = None
     try:
         if worker:
+            if not await wait_for_redis(settings, stop):
+                return
             # Rules from the file (rules=None) are also reloaded on SIGHUP and on change.
             worker_metrics = WorkerMetrics()
             arq_worker = create_worker(settings, rules=rules, metrics=worker_metrics)

@@ -462,3 +462,20 @@ def test_a_bad_setting_exits_2_in_every_command() -> None:
         result = tashooks(*args, env=env, timeout=30)
         assert result.returncode == 2, args
         assert "TASHOOKS_LOG_LEVEL: 'bogus' is not one of" in result.stderr, args
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_a_worker_without_redis_says_so_and_exits_after_redis_retry(
+    tmp_path: Path, command: str
+) -> None:
+    """It waits REDIS_RETRY for Redis (saying so, and what to check), not a multiple of
+    it in silence; then exits non-zero for its supervisor (``serve`` never listens)."""
+    env = _daemon_env(f"redis://127.0.0.1:{free_port()}/0", tmp_path, TASHOOKS_REDIS_RETRY="3s")
+    env["TASHOOKS_PORT"] = str(free_port())
+    started = time.monotonic()
+    result = tashooks(command, env=env, timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert 3 <= took < 15, took
+    assert "the worker waits for it" in result.stderr and "TASHOOKS_REDIS_RETRY" in result.stderr
+    assert "is unreachable" in result.stderr and "Traceback" not in result.stderr
