@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -64,13 +65,25 @@ class PythonParams(Params):
 async def run(ctx: StepContext, params: PythonParams) -> Any:
     fn = resolve(params.handler)
     try:
-        return await fn(copy.deepcopy(dict(ctx.event)), ctx.api, params.with_ or {})
+        result = await fn(copy.deepcopy(dict(ctx.event)), ctx.api, params.with_ or {})
     except StepError:
         raise
     except Exception as exc:
         raise StepError(
             f"{params.handler} raised {type(exc).__name__}: {exc}", retryable=False
         ) from exc
+    # Stored as the step's result and read back after a crash or a retry: it must come
+    # back the same, so only JSON's values (a set or a datetime would come back a string).
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StepError(
+            f"{params.handler} returned a value that is not JSON ({exc}); return dicts, "
+            "lists, strings, numbers, booleans or None (e.g. a list for a set, an ISO "
+            "string for a datetime)",
+            retryable=False,
+        ) from None
+    return result
 
 
 STEP = StepType(

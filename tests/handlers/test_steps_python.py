@@ -38,6 +38,11 @@ async def broken(event: Mapping[str, Any], api: ApiClient, params: Mapping[str, 
     raise RuntimeError("boom")
 
 
+async def not_json(event: Mapping[str, Any], api: ApiClient, params: Mapping[str, Any]) -> Any:
+    """A set is not JSON: stored, it would come back a string after a resume."""
+    return {"s": {1, 2}}
+
+
 def not_async(event: Mapping[str, Any], api: ApiClient, params: Mapping[str, Any]) -> None:
     """Not a coroutine function: refused when the rules load."""
 
@@ -145,6 +150,16 @@ async def test_other_exceptions_are_dead_lettered_at_once(make_stack: StackFacto
     [dead] = await stack.deadletters()
     assert dead["error"] == f"{HERE}:broken raised RuntimeError: boom"
     assert dead["attempts"] == 1 and CALLS["broken"] == 1 and dead["step_type"] == "python"
+
+
+async def test_a_result_that_is_not_json_fails_the_step(make_stack: StackFactory) -> None:
+    stack = await make_stack(rules(f'- python: {{handler: "{HERE}:not_json"}}\n'))
+    event_id = await stack.send("vps.created", id="vps_1")
+    [run] = await stack.wait_runs(event_id)
+    assert run["status"] == "failed"
+    [dead] = await stack.deadletters()
+    assert dead["error"].startswith(f"{HERE}:not_json returned a value that is not JSON")
+    assert "return dicts, lists" in dead["error"] and dead["attempts"] == 1
 
 
 EXAMPLE_RULES = """
