@@ -42,7 +42,10 @@ def resolve(handler: str) -> Callable[..., Any]:
         ) from None
     for part in attr_path.split("."):
         if not hasattr(target, part):
-            raise ValueError(f"module '{module_name}' has no '{attr_path}'")
+            raise ValueError(
+                f"module '{module_name}' has no '{attr_path}' (a running worker imports a "
+                "module once: after adding a function to it, restart the worker)"
+            )
         target = getattr(target, part)
     if not inspect.iscoroutinefunction(target):
         raise ValueError(

@@ -62,7 +62,9 @@ def problems(tmp_path: Path, python: str) -> list[str]:
     [
         (
             '{handler: "handlers.examples:nope"}',
-            "6: python parameter 'handler': module 'handlers.examples' has no 'nope'",
+            "6: python parameter 'handler': module 'handlers.examples' has no 'nope' (a "
+            "running worker imports a module once: after adding a function to it, restart "
+            "the worker)",
         ),
         (
             '{handler: "nosuch.module:f"}',
