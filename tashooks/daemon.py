@@ -94,6 +94,7 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(arq_worker))
     metrics_runner: web.AppRunner | None = None
+    stopping = False
     try:
         if worker:
             if not await wait_for_redis(settings, stop):
@@ -126,6 +127,8 @@ async def run_daemon(
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if worker_task is not None and worker_task in done:
             worker_task.result()  # the worker died: surface its error
+        logger.info("stopping: no new deliveries or jobs; answering and finishing what runs")
+        stopping = True
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -145,3 +148,5 @@ async def run_daemon(
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+        if stopping:
+            logger.info("stopped")

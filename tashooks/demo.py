@@ -105,7 +105,9 @@ async def run_demo(rules: Path | None = None, timeout: float = 30.0, verbose: bo
     except SettingsError as exc:
         say(f"tashooks demo: {exc}")
         return 2
-    rules_path = rules or base.rules
+    # The example rules (what the demo waits for), not TASHOOKS_RULES: a user's own rules
+    # would leave it waiting for effects they do not produce.
+    rules_path = rules or Path("rules.yaml")
     if not rules_path.is_file():
         say(
             f"tashooks demo: {rules_path} not found; run it from the repository root "
@@ -243,7 +245,8 @@ async def _demo(
             except TimeoutError as exc:
                 say(
                     f"\n✗ gave up after {timeout:.0f}s waiting for {exc}. Run with -v to see "
-                    "the daemon's log; `tashooks dlq list` shows failed rule runs."
+                    f"the daemon's log, and check that {rules_path} has the example rules "
+                    "(the repository's rules.yaml) that produce it."
                 )
                 return 1
 

@@ -33,11 +33,17 @@ def tashooks(
 
 
 def test_demo_runs_to_the_end(redis_url: str, tmp_path: Path) -> None:
-    result = tashooks(
-        "demo", env={"TASHOOKS_REDIS_URL": redis_url, "TASHOOKS_DATA_DIR": str(tmp_path / "data")}
-    )
+    mine = tmp_path / "mine.yaml"  # a user's own rules: the demo runs the example ones
+    mine.write_text("version: 1\nrules: []\n")
+    env = {
+        "TASHOOKS_REDIS_URL": redis_url,
+        "TASHOOKS_DATA_DIR": str(tmp_path / "data"),
+        "TASHOOKS_RULES": str(mine),
+    }
+    result = tashooks("demo", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "rules from rules.yaml" in out
     [kubeconfig] = (tmp_path / "data" / "kubeconfigs").glob("k8s_*.yaml")
     assert f"save-kubeconfig  wrote {kubeconfig}" in out
     assert "Cluster demo-cluster is ready; kubeconfig saved as" in out
@@ -280,6 +286,7 @@ def test_serve_send_and_sigterm(redis_url: str, tmp_path: Path) -> None:
             proc.communicate()
             pytest.fail("serve did not stop on SIGTERM")
     assert proc.returncode == 0, stderr
+    assert "stopping: no new deliveries or jobs" in stderr and "stopped" in stderr
 
 
 async def test_register_creates_the_webhook_and_prints_the_secret_once() -> None:
