@@ -60,6 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         add_admin_routes(app)
         add_ui_routes(app)
+    else:
+        app[responses.ADMIN_OFF] = True
     return app
 
 

@@ -24,6 +24,10 @@ def error(
 
 
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# Set by create_app when the admin API (and the dashboard) are off: their paths then 404
+# with a hint that says how to turn them on.
+ADMIN_OFF = web.AppKey("admin_off", bool)
+_ADMIN_PATHS = ("/events", "/deadletters", "/stats", "/dry-run", "/ui")
 
 
 @web.middleware
@@ -57,7 +61,12 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     code = _CODES.get(exc.status) or exc.reason.lower().replace(" ", "_").replace("-", "_")
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
     details: dict[str, Any] = {}
-    if exc.status == 404:
+    if exc.status == 404 and request.app.get(ADMIN_OFF) and request.path.startswith(_ADMIN_PATHS):
+        message = (
+            f"{request.path} is part of the admin API and dashboard, which are off: set "
+            "TASHOOKS_ADMIN_TOKEN to turn them on"
+        )
+    elif exc.status == 404:
         message = f"no such path: {request.path}; GET /openapi.json lists this server's API"
     elif exc.status == 405:
         allowed = sorted(m for m in exc.headers.get("Allow", "").split(",") if m)

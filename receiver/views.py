@@ -147,7 +147,7 @@ async def post_webhook(request: web.Request) -> web.Response:
     try:
         stored = await app[INGESTOR].store(event, source=request.remote or "")
     except StoreUnavailable as exc:
-        metrics.delivery("unavailable")
+        metrics.delivery("unavailable", event.type)
         metrics.redis_errors.labels(component="receiver").inc()
         _UNAVAILABLE.log(str(exc))
         return responses.error(

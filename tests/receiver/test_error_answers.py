@@ -34,9 +34,18 @@ async def test_wrong_method_is_a_json_405_with_allow(client: Client) -> None:
 
 
 async def test_admin_paths_are_json_404_when_the_admin_api_is_off(client: Client) -> None:
-    resp = await client.get("/events", headers=AUTH)
+    for path in ("/events", "/ui", "/deadletters/dl_1"):
+        resp = await client.get(path, headers=AUTH)
+        assert resp.status == 404
+        error = (await resp.json())["error"]
+        assert error["code"] == "not_found"
+        assert "set TASHOOKS_ADMIN_TOKEN to turn them on" in error["message"], path
+
+
+async def test_an_unknown_path_with_the_admin_api_on_has_no_such_hint(admin: Client) -> None:
+    resp = await admin.get("/events/evt_1/nothing", headers=AUTH)
     assert resp.status == 404
-    assert (await resp.json())["error"]["code"] == "not_found"
+    assert "TASHOOKS_ADMIN_TOKEN" not in (await resp.json())["error"]["message"]
 
 
 async def test_admin_wrong_method_is_json(admin: Client) -> None:

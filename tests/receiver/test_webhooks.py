@@ -171,6 +171,9 @@ async def test_redis_unreachable_is_503_and_nothing_acknowledged(
         assert (await resp.json())["error"]["code"] == "unavailable"
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
+        metrics = await (await client.get("/metrics")).text()
+        assert 'outcome="unavailable"' in metrics
+        assert '{event_type="vps.created",outcome="unavailable"} 1.0' in metrics
         server.start()
         resp = await client.post("/webhooks", data=body, headers=signed(body))
         assert resp.status == 202  # not a duplicate: the 503 stored nothing
