@@ -196,16 +196,23 @@ async def run_rule_job(
     made = {int(k): v for k, v in (attempts_made or {}).items()}
     data = payload["event"].get("data")
     resource = data.get("id") if isinstance(data, dict) else None
-    if not rule.ordered or not isinstance(resource, str) or not resource:
-        outcome = await run_rule(svc, payload, rule, attempts_made=made, check_throttle=throttle)
-        await _defer_if_needed(ctx, payload, rule_name, outcome)
-        return outcome.status
     # An ordered rule's deferred run keeps its place: under the resource's lock, and not at
     # all once a newer event about the resource was handled while it waited (stale).
     # Replays and dead-letter retries are asked for by a person: never stale.
     order: ResourceOrder = ctx["order"]
-    async with order.locked(resource, int(payload.get("ts_ms", 0))) as lease:
-        if not lease.fresh and not payload.get("replay") and not payload.get("retry"):
+    ordered = rule.ordered and isinstance(resource, str) and bool(resource)
+    locked = (
+        order.locked(str(resource), int(payload.get("ts_ms", 0)))
+        if ordered
+        else contextlib.nullcontext(None)
+    )
+    async with locked as lease:
+        if (
+            lease is not None
+            and not lease.fresh
+            and not payload.get("replay")
+            and not payload.get("retry")
+        ):
             await svc.audit.run(
                 RunLog(payload["id"], rule_name),
                 "stale",
@@ -271,7 +278,7 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
             logger.exception("worker heartbeat failed")
 
 
-async def wait_for_redis(settings: Settings, stop: asyncio.Event | None = None) -> bool:
+async def wait_for_redis(settings: Settings, stop: asyncio.Event) -> bool:
     """Wait up to ``REDIS_RETRY`` for Redis to answer before the worker starts, saying so
     every few seconds; False when ``stop`` was set meanwhile. Raises ``RedisConnectionError``
     when it does not answer in time (the caller exits non-zero for its supervisor)."""
@@ -296,13 +303,10 @@ async def wait_for_redis(settings: Settings, stop: asyncio.Event | None = None) 
                         exc,
                         left,
                     )
-            if stop is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                if stop.is_set():
-                    return False
-            else:
-                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                return False
     finally:
         await client.aclose()
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ARQ_JOB_PREFIX = "arq:job:"
-ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,12 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         """arq's job key."""
-        return ARQ_JOB_PREFIX + job_id
+        return job_key_prefix + job_id
 
     def in_progress(self, job_id: str) -> str:
         """arq's mark of a job a worker is running."""
-        return ARQ_IN_PROGRESS_PREFIX + job_id
+        return in_progress_key_prefix + job_id
+
+    def job_keys(self, job_id: str) -> tuple[str, str, str]:
+        """Every key arq keeps for a job: its data, its in-progress mark, its try count."""
+        return self.job(job_id), self.in_progress(job_id), retry_key_prefix + job_id

@@ -191,11 +191,13 @@ class Requeue:
             raise NotFound("dead letter", deadletter_id)
         event_id = str(record["event_id"])
         raw: dict[str, Any] = record["event"]
-        replays = int(await self.redis.hget(self.keys.event(event_id), "replays") or 0)  # type: ignore[misc]
+        replays_raw, received_raw = await self.redis.hmget(  # type: ignore[misc]
+            self.keys.event(event_id), ["replays", "received_ms"]
+        )
+        replays = int(replays_raw or 0)
         if int(record.get("replay") or 0) < replays:
             await self.deadletters.remove(deadletter_id)
             raise Superseded(deadletter_id, event_id, replays)
-        received_raw = await self.redis.hget(self.keys.event(event_id), "received_ms")  # type: ignore[misc]
         received_ms = int(text(received_raw) or record.get("failed_at_ms") or 0)
         rule = record.get("rule")
         if rule is None:

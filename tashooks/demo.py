@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.exceptions import RedisError
 
 from handlers.exceptions import RulesError
@@ -84,13 +83,12 @@ async def _clean_namespace(url: str, namespace: str) -> None:
     (``arq:job:<id>`` and the like sit outside any namespace)."""
     client = aioredis.Redis.from_url(url)
     try:
-        job_ids = await client.zrange(Keys(namespace).queue, 0, -1)
-        keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        keys += [
-            prefix.encode() + job_id
-            for job_id in job_ids
-            for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix)
+        names = Keys(namespace)
+        job_ids = await client.zrange(names.queue, 0, -1)
+        keys: list[bytes | str] = [
+            k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)
         ]
+        keys += [key for job_id in job_ids for key in names.job_keys(job_id.decode())]
         for start in range(0, len(keys), 1000):
             await client.delete(*keys[start : start + 1000])
     finally:
